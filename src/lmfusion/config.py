@@ -1,0 +1,312 @@
+"""params.yaml sections as frozen dataclasses.
+
+Every stage loads only the sections it declares in dvc.yaml. Loading rejects unknown keys, wrong types and
+out-of-range values with a ParamError whose message names the key (`section.key`) and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from lmfusion.errors import ParamError
+
+LANDMARKS = ("T12-L1", "L1", "L1-L2", "L2", "L2-L3", "L3", "L3-L4", "L4", "L4-L5", "L5", "L5-S1")
+
+
+def _check(ok: bool, key: str, allowed: str, value: Any) -> None:
+    if not ok:
+        raise ParamError(f"param {key}: must be {allowed}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class BaseConfig:
+    seed: int = 0
+    landmarks: tuple[str, ...] = LANDMARKS
+
+    def validate(self, s: str) -> None:
+        _check(self.seed >= 0, f"{s}.seed", "an integer >= 0", self.seed)
+        _check(len(self.landmarks) >= 1, f"{s}.landmarks", "a non-empty list of names", self.landmarks)
+        _check(len(set(self.landmarks)) == len(self.landmarks), f"{s}.landmarks", "unique names", self.landmarks)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    format: Literal["tianchi", "csv"] = "tianchi"
+    path: str = "data"
+    on_invalid: Literal["skip", "error"] = "skip"
+
+    def validate(self, s: str) -> None:
+        _check(bool(self.path), f"{s}.path", "a non-empty path", self.path)
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    unet_size: int = 256
+    regressor_size: int = 128
+    window: tuple[float, float] = (0.5, 99.5)
+    equalize: Literal["hist", "clahe", "none"] = "hist"
+    clahe_clip: float = 2.0
+    clahe_grid: int = 8
+    val_size: int = 30
+    test_size: int = 50
+
+    def validate(self, s: str) -> None:
+        for k in ("unet_size", "regressor_size"):
+            v = getattr(self, k)
+            _check(32 <= v <= 2048 and v % 32 == 0, f"{s}.{k}", "a multiple of 32 in 32..2048", v)
+        lo, hi = self.window
+        _check(0 <= lo < hi <= 100, f"{s}.window", "two percentiles 0 <= low < high <= 100", list(self.window))
+        _check(self.clahe_clip > 0, f"{s}.clahe_clip", "> 0", self.clahe_clip)
+        _check(self.clahe_grid >= 1, f"{s}.clahe_grid", ">= 1", self.clahe_grid)
+        _check(self.val_size >= 1, f"{s}.val_size", ">= 1", self.val_size)
+        _check(self.test_size >= 1, f"{s}.test_size", ">= 1", self.test_size)
+
+
+@dataclass(frozen=True)
+class HeatmapConfig:
+    sigma: float = 2.0  # Gaussian sigma of the targets, in heatmap (= U-Net input) pixels
+
+    def validate(self, s: str) -> None:
+        _check(0.3 <= self.sigma <= 64, f"{s}.sigma", "a number of heatmap pixels in 0.3..64", self.sigma)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    translate: bool = True
+    rotate: bool = True
+    scale: bool = True
+    translate_x: float = 35.0  # max |shift| in px at reference_size (the paper's 512 px input)
+    translate_y: float = 8.0
+    rotate_deg: float = 25.0
+    scale_range: tuple[float, float] = (0.7, 1.3)
+    reference_size: int = 512
+    max_tries: int = 10  # redraws when a landmark would leave the image, then identity
+
+    def validate(self, s: str) -> None:
+        _check(self.translate_x >= 0, f"{s}.translate_x", ">= 0", self.translate_x)
+        _check(self.translate_y >= 0, f"{s}.translate_y", ">= 0", self.translate_y)
+        _check(0 <= self.rotate_deg <= 180, f"{s}.rotate_deg", "in 0..180", self.rotate_deg)
+        lo, hi = self.scale_range
+        _check(0 < lo <= hi, f"{s}.scale_range", "two numbers 0 < low <= high", list(self.scale_range))
+        _check(self.reference_size >= 1, f"{s}.reference_size", ">= 1", self.reference_size)
+        _check(self.max_tries >= 1, f"{s}.max_tries", ">= 1", self.max_tries)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Fields shared by both training stages."""
+
+    epochs: int = 10
+    batch_size: int = 8
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    scheduler: Literal["none", "cosine", "onecycle"] = "none"
+    warmup_epochs: int = 0
+    early_stopping: int = 0  # patience in epochs; 0 turns it off
+    num_workers: int = 0
+    weights: Union[str, None] = None  # local weights file to start from; never downloaded
+
+    def validate(self, s: str) -> None:
+        _check(self.epochs >= 1, f"{s}.epochs", ">= 1", self.epochs)
+        _check(self.batch_size >= 1, f"{s}.batch_size", ">= 1", self.batch_size)
+        _check(0 < self.lr < 1, f"{s}.lr", "in (0, 1)", self.lr)
+        _check(self.weight_decay >= 0, f"{s}.weight_decay", ">= 0", self.weight_decay)
+        _check(0 <= self.warmup_epochs < self.epochs, f"{s}.warmup_epochs", f"in 0..{self.epochs - 1}",
+               self.warmup_epochs)
+        _check(self.early_stopping >= 0, f"{s}.early_stopping", ">= 0 (0 = off)", self.early_stopping)
+        _check(self.num_workers >= 0, f"{s}.num_workers", ">= 0", self.num_workers)
+        if self.weights is not None:
+            _check(Path(self.weights).is_file(), f"{s}.weights", "null or an existing local file", self.weights)
+
+
+@dataclass(frozen=True)
+class XceptionConfig(TrainConfig):
+    model: str = "legacy_xception"  # any timm model name
+    dropout: float = 0.2
+
+    def validate(self, s: str) -> None:
+        super().validate(s)
+        _check(0 <= self.dropout < 1, f"{s}.dropout", "in [0, 1)", self.dropout)
+
+
+@dataclass(frozen=True)
+class UnetConfig(TrainConfig):
+    arch: str = "Unet"  # any segmentation_models_pytorch architecture: Unet, UnetPlusPlus, FPN, ...
+    encoder: str = "resnet18"
+    encoder_depth: int = 5
+    decoder_channels: tuple[int, ...] = (128, 64, 32, 16, 16)
+
+    def validate(self, s: str) -> None:
+        super().validate(s)
+        _check(3 <= self.encoder_depth <= 5, f"{s}.encoder_depth", "in 3..5", self.encoder_depth)
+        _check(len(self.decoder_channels) == self.encoder_depth and min(self.decoder_channels) >= 1,
+               f"{s}.decoder_channels", f"{self.encoder_depth} positive integers (one per encoder stage)",
+               list(self.decoder_channels))
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    sigma: Union[float, Literal["auto"]] = "auto"  # prior sigma in heatmap pixels, or fitted on val residuals
+    min_product: float = 1e-4  # peak of prior x heatmap below this: fall back to the regressed coordinate
+    auto_scales: tuple[float, ...] = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
+
+    def validate(self, s: str) -> None:
+        if self.sigma != "auto":
+            _check(0 < self.sigma <= 1e4, f"{s}.sigma", "'auto' or a number of heatmap pixels > 0", self.sigma)
+        _check(0 <= self.min_product < 1, f"{s}.min_product", "in [0, 1)", self.min_product)
+        _check(len(self.auto_scales) >= 1 and min(self.auto_scales) > 0, f"{s}.auto_scales",
+               "a non-empty list of numbers > 0", list(self.auto_scales))
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    radii: tuple[float, ...] = (2.0, 4.0, 6.0, 8.0, 10.0)  # mm
+    target_radius: float = 8.0  # mm; the paper's headline radius
+    n_overlays: int = 4
+    n_worst: int = 4
+
+    def validate(self, s: str) -> None:
+        _check(len(self.radii) >= 1 and min(self.radii) > 0, f"{s}.radii", "a list of radii > 0 mm",
+               list(self.radii))
+        _check(self.target_radius in self.radii, f"{s}.target_radius", f"one of radii {list(self.radii)}",
+               self.target_radius)
+        _check(self.n_overlays >= 0, f"{s}.n_overlays", ">= 0", self.n_overlays)
+        _check(self.n_worst >= 0, f"{s}.n_worst", ">= 0", self.n_worst)
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    sigma_sweep: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+
+    def validate(self, s: str) -> None:
+        _check(len(self.sigma_sweep) >= 1 and min(self.sigma_sweep) > 0, f"{s}.sigma_sweep",
+               "a list of sigmas > 0", list(self.sigma_sweep))
+
+
+SECTIONS: dict[str, type] = {
+    "base": BaseConfig,
+    "data": DataConfig,
+    "prepare": PrepareConfig,
+    "heatmap": HeatmapConfig,
+    "augment": AugmentConfig,
+    "train_xception": XceptionConfig,
+    "train_unet": UnetConfig,
+    "fusion": FusionConfig,
+    "evaluate": EvaluateConfig,
+    "report": ReportConfig,
+}
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check `value` against the annotation `tp`; return it in the dataclass's form (lists become tuples)."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin is Union:
+        errors = []
+        for arg in args:
+            try:
+                return _coerce(value, arg, key)
+            except ParamError as e:
+                errors.append(e)
+        allowed = " or ".join(_describe(a) for a in args)
+        raise ParamError(f"param {key}: must be {allowed}, got {value!r}")
+    if origin is Literal:
+        if value in args:
+            return value
+        raise ParamError(f"param {key}: must be one of {', '.join(repr(a) for a in args)}, got {value!r}")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ParamError(f"param {key}: must be {_describe(tp)}, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], key) for v in value)
+        if len(value) != len(args):
+            raise ParamError(f"param {key}: must be {_describe(tp)}, got {value!r}")
+        return tuple(_coerce(v, a, key) for v, a in zip(value, args))
+    if tp is type(None):
+        if value is None:
+            return None
+    elif tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    raise ParamError(f"param {key}: must be {_describe(tp)}, got {value!r}")
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is Literal:
+        return " or ".join(repr(a) for a in args)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_describe(args[0])}"
+        return f"a list of {len(args)} values"
+    if origin is Union:
+        return " or ".join(_describe(a) for a in args)
+    return {type(None): "null", bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(
+        tp, str(tp))
+
+
+def parse_section(name: str, raw: Any) -> Any:
+    """Build and validate the dataclass for params section `name` from its raw YAML mapping."""
+    cls = SECTIONS[name]
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        raise ParamError(f"param {name}: must be a mapping of keys to values, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        raise ParamError(f"param {name}.{unknown[0]}: unknown key; allowed keys: {', '.join(names)}")
+    values = {k: _coerce(v, hints[k], f"{name}.{k}") for k, v in raw.items()}
+    cfg = cls(**values)
+    cfg.validate(name)
+    return cfg
+
+
+def load_params(path: str | os.PathLike = "params.yaml", sections: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Read params.yaml and return {section: config} for `sections` (all known sections when None)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ParamError(f"params file {path} not found") from None
+    except yaml.YAMLError as e:
+        raise ParamError(f"params file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise ParamError(f"params file {path} must hold a mapping of sections")
+    unknown = sorted(set(raw) - set(SECTIONS))
+    if unknown:
+        raise ParamError(f"param {unknown[0]}: unknown section; allowed: {', '.join(SECTIONS)}")
+    wanted = tuple(SECTIONS) if sections is None else sections
+    return {name: parse_section(name, raw.get(name)) for name in wanted}
+
+
+def as_dict(cfg: Any) -> dict[str, Any]:
+    """A config as plain YAML/JSON-friendly values (tuples become lists)."""
+    def plain(v: Any) -> Any:
+        return [plain(x) for x in v] if isinstance(v, (tuple, list)) else v
+    return {f.name: plain(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+
+
+__all__ = ["LANDMARKS", "SECTIONS", "load_params", "parse_section", "as_dict", *[c.__name__ for c in SECTIONS.values()],
+           "TrainConfig"]
+del field
