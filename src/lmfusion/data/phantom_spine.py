@@ -1,0 +1,218 @@
+"""The drawn spine of the synthetic subject: vertebral bodies, discs, sacrum, canal and posterior elements.
+
+Bodies are superellipses mapped onto wedge-shaped quadrilaterals stacked along the column; each disc polygon shares
+its endplates with the two bodies, so the landmarks (area centroids of body and disc polygons) are those of exactly
+the drawn shapes. Frame and legend as in `phantom`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lmfusion.data.phantom import (DISCS, LEVELS, Anatomy, Patient, Shape, SpineFrame, axis, band, bezier, centroid,
+                                   ellipse, normal, rotate, rounded_quad, soft_tissue)
+
+_SACRUM = ((24.0, 44.0, -6.0), (20.0, 37.0, -9.0), (16.0, 29.0, -11.0), (13.0, 22.0, -13.0), (10.0, 16.0, -14.0),
+           (8.0, 12.0, -12.0), (7.0, 10.0, -10.0), (6.0, 8.0, -8.0))  # S1..S5 and three coccygeal segments
+
+
+@dataclass
+class _Body:
+    name: str
+    corners: np.ndarray  # (4, 2) AS, PS, AI, PI
+    outline: np.ndarray
+    inner: np.ndarray  # marrow inside the cortex
+    inner_ends: tuple[np.ndarray, np.ndarray]  # the marrow's superior and inferior borders (fused sacrum)
+    top: np.ndarray  # superior endplate, anterior -> posterior
+    bottom: np.ndarray  # inferior endplate, posterior -> anterior
+    phi: float  # axis angle at mid height
+    h: float
+    d: float
+
+
+def _body(name: str, top_c: np.ndarray, phi: float, h: float, d: float, wedge: float, power: float = 7.0,
+          concave: float = 0.05) -> _Body:
+    n0, n1 = normal(phi), normal(phi + wedge)
+    bottom_c = top_c + h * axis(phi + wedge / 2)
+    corners = np.array([top_c - d / 2 * n0, top_c + d / 2 * n0, bottom_c - d / 2 * n1, bottom_c + d / 2 * n1])
+    outline, b = rounded_quad(corners, power, concave)
+    inner, _ = rounded_quad(corners, power, concave, shrink=(1 - 1.5 / d, 1 - 1.3 / h))
+    return _Body(name, corners, outline, inner, (inner[b <= -0.9], inner[b >= 0.9]), outline[b <= -0.9],
+                 outline[b >= 0.9], phi + wedge / 2, h, d)
+
+
+def _stack(p: Patient, lateral: float, phi0: float) -> tuple[list[_Body], list[_Body]]:
+    """Vertebral bodies top to bottom (LEVELS), then the sacral and coccygeal segments."""
+    section = np.sqrt(max(0.2, 1 - (lateral / 26.0) ** 2))  # an elliptic body is shallower off the midline
+    pos, phi, bodies = np.zeros(2), phi0, []
+    for i, name in enumerate(LEVELS):
+        b = _body(name, pos, phi, p.height[i], p.depth[i] * section, p.body_wedge[i])
+        bodies.append(b)
+        phi += p.body_wedge[i]
+        pos = (b.corners[2] + b.corners[3]) / 2 + p.disc_height[i] * axis(phi + p.disc_wedge[i] / 2)
+        phi += p.disc_wedge[i]
+    sacrum = []
+    for j, (h, d, w) in enumerate(_SACRUM):
+        s = p.sacrum_scale
+        b = _body(f"S{j + 1}", pos, phi, h * s, d * s * section, np.radians(w), power=5.0 if j else 7.0,
+                  concave=0.0)
+        sacrum.append(b)
+        phi += np.radians(w)
+        pos = (b.corners[2] + b.corners[3]) / 2 + (1.6 if j < 4 else 2.5) * axis(phi)
+    return bodies, sacrum
+
+
+def _disc(upper: _Body, lower: _Body, bulge_a: float, bulge_p: float) -> np.ndarray:
+    """The disc polygon shares its endplates with the two bodies and bulges front and back."""
+    phi = (upper.phi + lower.phi) / 2
+    apex_a = (upper.corners[2] + lower.corners[0]) / 2 - bulge_a * normal(phi)
+    apex_p = (upper.corners[3] + lower.corners[1]) / 2 + bulge_p * normal(phi)
+    return np.concatenate([upper.bottom, bezier(upper.bottom[-1], apex_a, lower.top[0]), lower.top,
+                           bezier(lower.top[-1], apex_p, upper.bottom[0])])
+
+
+def _smooth_line(points: np.ndarray, extra: np.ndarray, step: float = 1.5, sigma: float = 3.0) -> tuple:
+    """Resample a polyline (and per-point values) by arc length and smooth it; returns points, values, normals."""
+    seg = np.r_[0, np.cumsum(np.linalg.norm(np.diff(points, axis=0), axis=1))]
+    s = np.arange(0, seg[-1], step)
+    data = np.column_stack([points, extra])
+    res = np.stack([np.interp(s, seg, data[:, j]) for j in range(data.shape[1])], 1)
+    r = int(3 * sigma)
+    kern = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    kern /= kern.sum()
+    padded = np.pad(res, ((r, r), (0, 0)), mode="edge")
+    res = np.stack([np.convolve(padded[:, j], kern, mode="valid") for j in range(res.shape[1])], 1)
+    tan = np.gradient(res[:, :2], axis=0)
+    tan /= np.linalg.norm(tan, axis=1, keepdims=True)
+    return res[:, :2], res[:, 2:], np.stack([tan[:, 1], -tan[:, 0]], 1)
+
+
+def build_sagittal(p: Patient, lateral: float = 0.0) -> Anatomy:
+    """The scene of one sagittal slice `lateral` mm off the midline; landmarks are those of the drawn shapes."""
+    bodies, sacrum = _stack(p, lateral, 0.0)
+    l1, l5 = bodies[LEVELS.index("L1")], bodies[LEVELS.index("L5")]
+    l1_l5 = centroid(l5.outline) - centroid(l1.outline)
+    bodies, sacrum = _stack(p, lateral, p.lean - np.arctan2(l1_l5[0], l1_l5[1]))
+    column = bodies + sacrum
+    shapes: list[Shape] = []
+    off = lateral / 9.0
+    gap, sac_t, sac_l, epi_l = p.canal
+    sac_l, sac_t = sac_l * np.sqrt(max(0.1, 1 - off ** 2)), sac_t * np.sqrt(max(0.1, 1 - off ** 2))
+    # canal: the posterior longitudinal ligament line behind the bodies, with sac and epidural widths per point
+    refs, widths = [], []
+    for i, b in enumerate(column[:len(LEVELS) + 4]):
+        lum = np.clip((i - 7) / 3, 0, 1)
+        sac = {len(LEVELS): 0.65 * sac_l, len(LEVELS) + 1: 0.25 * sac_l}.get(i, (1 - lum) * sac_t + lum * sac_l)
+        sac = 0.0 if i >= len(LEVELS) + 2 else sac
+        epi = 1.5 + lum * (epi_l - 1.5) if i < len(LEVELS) else max(0.0, 7.5 - sac)
+        n = normal(b.phi)
+        for c in (b.corners[1], b.corners[3]):
+            refs.append(c + gap * n)
+            widths.append((sac, epi))
+    wall, wd, nrm = _smooth_line(np.array(refs), np.array(widths))
+    sac_w, epi_w = wd[:, 0], wd[:, 1]
+    back = wall + (sac_w + epi_w)[:, None] * nrm
+    shapes.append(Shape("epifat", [band(wall - 0.8 * nrm, back)]))
+    has_sac = sac_w > 0.4
+    ws = wall[has_sac] + (sac_w[has_sac, None] * nrm[has_sac])
+    shapes.append(Shape("csf", [band(wall[has_sac], ws)], gain=1 - 0.15 * abs(off)))
+    # cord to the conus, then the cauda equina lying dorsally in the sac
+    centre = wall + 0.5 * sac_w[:, None] * nrm
+    tip = int(np.argmin(np.linalg.norm(wall - bodies[LEVELS.index("L1")].corners[3], axis=1)) + p.conus / 1.5)
+    tip = int(np.clip(tip, 10, has_sac.sum() - 10))
+    cw = np.clip(np.minimum(8.0 * (1 - 0.3 * abs(off)), (tip - np.arange(tip)) * 1.5 / 4), 1.0, None)[:, None] / 2
+    shapes.append(Shape("cord", [band(centre[:tip] - cw * nrm[:tip], centre[:tip] + cw * nrm[:tip])]))
+    end = int(has_sac.sum()) - 3
+    roots = []
+    for f in (0.45, 0.62, 0.75):
+        frac = 0.5 + (f - 0.5) * np.clip((np.arange(tip, end) - tip) / 15, 0, 1)
+        roots.append(wall[tip:end] + (frac * sac_w[tip:end])[:, None] * nrm[tip:end])
+    shapes.append(Shape("root", roots, width=0.6, alpha=0.25))
+    shapes.append(Shape("ligament", [wall[: end + 8]], width=1.2, alpha=0.8))
+    shapes += _posterior(p, bodies, sacrum, back, nrm, lateral)
+    # bodies, discs, sacrum
+    for i, b in enumerate(column):
+        gain = p.marrow[min(i, len(LEVELS) - 1)] * (1.08 if i >= len(LEVELS) else 1.0)
+        shapes += [Shape("cortex", [b.outline], exact=True), Shape("marrow", [b.inner], gain=gain)]
+        if i < len(LEVELS) and abs(lateral) < 3:  # basivertebral vein notch
+            n, ax = normal(b.phi), axis(b.phi)
+            mid = (b.corners[1] + b.corners[3]) / 2 - 1.0 * n
+            notch = np.array([mid - 2.5 * ax, mid - 0.5 * ax - 6 * n, mid + 0.5 * ax - 6 * n, mid + 2.5 * ax])
+            shapes.append(Shape("epifat", [notch], alpha=0.45))
+    if p.extras["hemangioma"] is not None:
+        i, rel, r = p.extras["hemangioma"]
+        b = bodies[i]
+        c = centroid(b.outline) + rel[0] * b.d / 2 * normal(b.phi) + rel[1] * b.h / 2 * axis(b.phi)
+        shapes.append(Shape("fat", [ellipse(c, r, r * 0.9)], alpha=0.7))
+    points: dict[str, np.ndarray] = {b.name: centroid(b.outline) for b in bodies}
+    pairs = list(zip(column[:len(LEVELS)], column[1:len(LEVELS) + 1]))
+    for i, (up, lo) in enumerate(pairs):
+        deg = p.degeneration[i]
+        poly = _disc(up, lo, 0.6 + 2.0 * deg, 0.6 + 3.5 * deg * (1 - 0.3 * abs(off)))
+        points[DISCS[i]] = centroid(poly)
+        phi = (up.phi + lo.phi) / 2
+        dh = np.linalg.norm((up.corners[2] + up.corners[3] - lo.corners[0] - lo.corners[1]) / 2)
+        d = (up.d + lo.d) / 2
+        c = points[DISCS[i]] + 0.05 * d * normal(phi)
+        shapes += [Shape("annulus", [poly], exact=True),
+                   Shape("nucleus", [ellipse(c, 0.32 * d, 0.36 * dh, -phi)], alpha=0.9, mix=deg, mix_to="annulus",
+                         gain=1 - 0.15 * abs(off), soft=0.12 * dh)]
+        if p.extras["cleft"] and deg < 0.7:
+            n = 0.22 * d * normal(phi)
+            shapes.append(Shape("annulus", [np.array([c - n, c + n])], width=0.7, alpha=0.5))
+    for j, (up, lo) in enumerate(zip(sacrum[:4], sacrum[1:5])):  # fused sacral segments with residual disc lines
+        bridge = np.concatenate([up.inner_ends[1], lo.inner_ends[0]])
+        rim = (up.corners[2] + lo.corners[0]) / 2, (up.corners[3] + lo.corners[1]) / 2
+        shapes += [Shape("marrow", [bridge], gain=p.marrow[-1] * 1.08, soft=0.5),
+                   Shape("annulus", [np.array([0.85 * rim[0] + 0.15 * rim[1], 0.15 * rim[0] + 0.85 * rim[1]])],
+                         width=1.2, alpha=0.6 - 0.1 * j, soft=0.4)]
+    # the whole subject turns in the plane about the L3 body centre
+    pivot = points["L3"].copy()
+    frame = SpineFrame(centre=points["L3"], front=np.concatenate([b.corners[[0, 2]] for b in bodies]),
+                       sacrum_front=np.concatenate([b.corners[[0, 2]] for b in sacrum]), back=back,
+                       l4=points["L4"][1], s3=sacrum[2].corners[3][1], tip=sacrum[-1].corners[2][1])
+    soft = soft_tissue(p, frame, lateral)
+    for s in soft + shapes:
+        s.polys = [rotate(q, p.tilt, pivot) for q in s.polys]
+    return Anatomy(shapes=soft + shapes, points={k: rotate(v[None], p.tilt, pivot)[0] for k, v in points.items()})
+
+
+def _posterior(p: Patient, bodies: list[_Body], sacrum: list[_Body], back: np.ndarray, nrm: np.ndarray,
+               lateral: float) -> list[Shape]:
+    """Laminae and spinous processes (shorter off the midline), ligamenta flava, interspinous fat, sacral crest."""
+    shapes, fat, flava, bones = [], [], [], []
+    prev = None
+    off = min(abs(lateral) / 6.0, 1.0)
+    for i, b in enumerate(bodies):
+        jl, jh, ja = p.extras["posterior"][i]
+        n, ax = normal(b.phi), axis(b.phi)
+        j = int(np.argmin(np.linalg.norm(back - (b.corners[1] + b.corners[3]) / 2, axis=1)))
+        base = back[j] + 0.8 * nrm[j]
+        lumbar = i >= 8
+        length = (30.0 if lumbar else 34.0) * p.spinous * (1 - 0.55 * off) * (1 + 0.08 * jl)
+        drop = np.radians((10 if lumbar else 40 - 3 * (i - 1)) + 4 * ja)
+        tip_dir = n * np.cos(drop) + ax * np.sin(drop)
+        top, bot = base - 0.15 * b.h * ax, base + (0.65 if lumbar else 0.5) * b.h * ax
+        tip_h = (0.8 if lumbar else 0.35) * (1 + 0.12 * jh) * (bot - top)
+        tip_c = (top + bot) / 2 + length * tip_dir
+        corners = np.array([top, tip_c - tip_h / 2, bot, tip_c + tip_h / 2])
+        outline, _ = rounded_quad(corners, 3.0)
+        inner, _ = rounded_quad(corners, 3.0, shrink=(0.88, 0.8))
+        bones.append((outline, inner))
+        if prev is not None:
+            fat.append(np.array([prev[2], prev[2] + 0.45 * (prev[3] - prev[2]), top + 0.45 * (corners[1] - top), top]))
+            flava.append(np.array([prev[2] - 0.5 * n, top - 0.5 * n]))
+        prev = corners
+    shapes.append(Shape("fat", fat, alpha=0.6, soft=1.5))
+    shapes.append(Shape("ligament", flava, width=2.5, alpha=0.55, soft=0.5))
+    shapes.append(Shape("cortex", [o for o, _ in bones], alpha=0.6, soft=0.6))
+    shapes.append(Shape("spinal", [q for _, q in bones], soft=0.8))
+    # median sacral crest: a bony plate behind the sacral canal
+    ks = [int(np.argmin(np.linalg.norm(back - s.corners[1], axis=1))) for s in sacrum[:4]]
+    line = back[ks[0]:ks[-1] + 1] + 1.0 * nrm[ks[0]:ks[-1] + 1]
+    thick = np.linspace(9, 4, len(line))[:, None] * (1 - 0.5 * off)
+    shapes.append(Shape("cortex", [band(line, line + (thick + 1.5) * nrm[ks[0]:ks[-1] + 1])]))
+    shapes.append(Shape("spinal", [band(line + nrm[ks[0]:ks[-1] + 1], line + thick * nrm[ks[0]:ks[-1] + 1])]))
+    return shapes

@@ -1,0 +1,161 @@
+"""The synthetic dataset: determinism, geometry ranges, the challenge's layout and annotation schema."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lmfusion.config import LANDMARKS
+from lmfusion.data import mri, phantom, phantom_spine, synth
+from lmfusion.data.dicom import read_dicom, read_header
+from lmfusion.data.series import choose_mid_sagittal_t2
+from lmfusion.errors import DataError, ParamError
+
+SEED, N = 3, 3
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("synth") / "data"
+    summary = synth.write_dataset(out, n=N, seed=SEED)
+    assert summary["studies"] == N and summary["images"] == 5 * N and summary["lumbar_train150"] == N
+    return out
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(f.relative_to(root)): f.read_bytes() for f in sorted(root.rglob("*")) if f.is_file()}
+
+
+def _records(root: Path) -> list[dict]:
+    return json.loads((root / "lumbar_train150_annotation.json").read_text())
+
+
+def test_same_seed_same_bytes_other_seed_differs(dataset: Path, tmp_path: Path) -> None:
+    synth.write_dataset(tmp_path / "again", n=N, seed=SEED)
+    a, b = _files(dataset), _files(tmp_path / "again")
+    assert a.keys() == b.keys() and len(a) == 5 * N + 1
+    assert all(a[k] == b[k] for k in a)
+    synth.write_dataset(tmp_path / "other", n=1, seed=SEED + 1)
+    c = _files(tmp_path / "other")
+    assert c["lumbar_train150_annotation.json"] != a["lumbar_train150_annotation.json"]
+    assert not set(c.values()) & set(a.values())
+
+
+def test_studies_do_not_depend_on_n() -> None:
+    one = synth.generate_study(np.random.default_rng([SEED, 2]))
+    again = synth.generate_study(np.random.default_rng([SEED, 2]))
+    np.testing.assert_array_equal(one.image, again.image)
+    np.testing.assert_array_equal(one.landmarks, again.landmarks)
+
+
+def test_geometry_ranges_and_landmark_order() -> None:
+    for i in range(20):
+        st = synth.generate_study(np.random.default_rng([11, i]))
+        h, w = st.image.shape
+        assert st.image.dtype == np.uint16 and st.landmarks.shape == (len(LANDMARKS), 2)
+        assert 256 <= h <= 640 and 256 <= w <= 640, (i, h, w)
+        assert all(0.5 <= s <= 0.9 for s in st.spacing), (i, st.spacing)
+        xy = st.landmarks
+        assert np.all(xy >= 0) and np.all(xy[:, 0] <= w - 1) and np.all(xy[:, 1] <= h - 1), i
+        assert np.all(np.diff(xy[:, 1]) > 0), f"study {i}: landmarks not top to bottom"
+        np.testing.assert_array_equal(xy, np.round(xy, 2))
+        # neighbouring landmarks lie a plausible distance apart (half a body + half a disc)
+        gaps = np.linalg.norm(np.diff(xy, axis=0) * st.spacing, axis=1)
+        assert np.all((gaps > 5) & (gaps < 30)), (i, gaps)
+
+
+def test_annotated_instance_matches_the_files(dataset: Path) -> None:
+    for i, rec in enumerate(_records(dataset)):
+        st = synth.generate_study(np.random.default_rng([SEED, i]))
+        folder = dataset / "lumbar_train150" / f"study{i}"
+        headers = {str(read_header(f).SOPInstanceUID): f for f in folder.glob("*.dcm")}
+        assert len(headers) == 5
+        item = rec["data"][0]
+        path = headers[item["instanceUid"]]
+        ds = read_header(path)
+        assert str(ds.SeriesInstanceUID) == item["seriesUid"] and str(ds.StudyInstanceUID) == rec["studyUid"]
+        assert [float(v) for v in ds.PixelSpacing] == [st.spacing[1], st.spacing[0]]
+        img = read_dicom(path)
+        np.testing.assert_allclose(img.pixels, st.image * float(ds.RescaleSlope), rtol=1e-6)
+        # the reader's own choice of slice is the annotated one
+        assert choose_mid_sagittal_t2(folder).path == path
+        coords = {p["tag"]["identification"]: p["coord"] for p in item["annotation"][0]["data"]["point"]}
+        np.testing.assert_array_equal(np.array([coords[n] for n in LANDMARKS]), st.landmarks)
+
+
+def test_annotation_schema(dataset: Path) -> None:
+    records = _records(dataset)
+    assert len(records) == N
+    tag = re.compile(r"^v[1-5](,v[1-5])*$")
+    for rec in records:
+        assert set(rec) == {"studyUid", "version", "data"} and rec["version"] == "v0.1"
+        (item,) = rec["data"]
+        assert set(item) == {"seriesUid", "instanceUid", "annotation"}
+        (ann,) = item["annotation"]
+        assert ann["annotator"] == 54
+        names = []
+        for p in ann["data"]["point"]:
+            assert len(p["coord"]) == 2 and all(isinstance(c, float) for c in p["coord"])
+            assert p["zIndex"] == 1
+            name = p["tag"]["identification"]
+            kind = "disc" if "-" in name else "vertebra"
+            assert set(p["tag"]) == {"identification", kind} and tag.match(p["tag"][kind])
+            names.append(name)
+        assert sorted(set(names) - {"T11-T12"}) == sorted(LANDMARKS) and len(names) == len(set(names))
+
+
+def test_series_in_a_study(dataset: Path) -> None:
+    folder = dataset / "lumbar_train150" / "study0"
+    found = sorted((str(h.SeriesDescription), tuple(float(v) for v in h.ImageOrientationPatient), float(h.EchoTime))
+                   for h in map(read_header, folder.glob("*.dcm")))
+    sag_t2 = [f for f in found if f[1] == (0, 1, 0, 0, 0, -1) and f[2] > 60]
+    sag_t1 = [f for f in found if f[1] == (0, 1, 0, 0, 0, -1) and f[2] < 30]
+    axial = [f for f in found if f[1] == (1, 0, 0, 0, 1, 0)]
+    assert len(sag_t2) == 3 and len(sag_t1) == 1 and len(axial) == 1
+    assert "t2" in sag_t2[0][0].lower() and "t1" in sag_t1[0][0].lower()
+
+
+def test_other_names_and_bad_input(tmp_path: Path) -> None:
+    st = synth.generate_study(np.random.default_rng([0, 0]), names=("T11", "T11-T12", "L5-S1"))
+    assert st.landmarks.shape == (3, 2) and np.all(np.diff(st.landmarks[:, 1]) > 0)
+    with pytest.raises(ParamError, match="unknown name 'S9'"):
+        synth.generate_study(np.random.default_rng(0), names=("L1", "S9"))
+    with pytest.raises(ParamError, match="n"):
+        synth.write_dataset(tmp_path / "none", n=0, seed=0)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("x")
+    with pytest.raises(DataError, match="not an empty folder"):
+        synth.write_dataset(tmp_path / "full", n=1, seed=0)
+    assert (tmp_path / "full" / "keep.txt").read_text() == "x"
+
+
+def test_centroid_of_a_polygon() -> None:
+    square = np.array([[0.0, 0.0], [4.0, 0.0], [4.0, 2.0], [0.0, 2.0]])
+    np.testing.assert_allclose(phantom.centroid(square), [2.0, 1.0])
+    np.testing.assert_allclose(phantom.centroid(square[::-1] + 1.5), [3.5, 2.5])
+
+
+def test_montage_reads_back(dataset: Path) -> None:
+    image = synth.montage_image(dataset, count=4)
+    assert image.dtype == np.uint8 and image.shape == (640, 640, 3)
+    assert image[:320, :320].mean() > 5  # a drawn tile, not an empty canvas
+
+
+def test_landmarks_are_centroids_of_the_drawn_shapes() -> None:
+    p = phantom.sample_patient(np.random.default_rng([SEED, 5]))
+    anatomy = phantom_spine.build_sagittal(p)
+    scale = np.eye(2) / 0.7
+    affine = np.column_stack([scale, 250.0 - scale @ anatomy.points["L3"]])  # (2, 3) mm -> px, L3 in the middle
+    yy, xx = np.mgrid[:500, :500]
+    for name in LANDMARKS:
+        (poly,) = [q for s in anatomy.shapes if s.exact for q in s.polys
+                   if np.allclose(phantom.centroid(q), anatomy.points[name], atol=1e-9)]
+        alone = phantom.Anatomy([phantom.Shape("air", [poly], exact=True)], {})
+        cover = mri.render(alone, {"air": 1.0}, affine, (500, 500), (0.7, 0.7), np.random.default_rng(0))
+        drawn = np.array([(cover * xx).sum(), (cover * yy).sum()]) / cover.sum()
+        truth = anatomy.points[name] @ affine[:, :2].T + affine[:, 2]
+        assert np.abs(drawn - truth).max() < 0.1, (name, drawn - truth)
