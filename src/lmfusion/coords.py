@@ -10,16 +10,21 @@ from __future__ import annotations
 import numpy as np
 
 
-def to_norm(xy: np.ndarray, width: float, height: float) -> np.ndarray:
+def _size(width: float | np.ndarray, height: float | np.ndarray) -> np.ndarray:
+    """(..., 2) sizes; arrays of widths and heights (e.g. (N, 1) per image) broadcast against (N, K, 2) points."""
+    return np.stack(np.broadcast_arrays(np.asarray(width, np.float64), np.asarray(height, np.float64)), axis=-1)
+
+
+def to_norm(xy: np.ndarray, width: float | np.ndarray, height: float | np.ndarray) -> np.ndarray:
     """Pixel coordinates (..., 2) of an image of `width` x `height` to 0..1 normalized coordinates."""
     xy = np.asarray(xy, dtype=np.float64)
-    return (xy + 0.5) / np.array([width, height], dtype=np.float64)
+    return (xy + 0.5) / _size(width, height)
 
 
-def from_norm(xy_norm: np.ndarray, width: float, height: float) -> np.ndarray:
+def from_norm(xy_norm: np.ndarray, width: float | np.ndarray, height: float | np.ndarray) -> np.ndarray:
     """0..1 normalized coordinates (..., 2) to pixel coordinates of an image of `width` x `height`."""
     xy_norm = np.asarray(xy_norm, dtype=np.float64)
-    return xy_norm * np.array([width, height], dtype=np.float64) - 0.5
+    return xy_norm * _size(width, height) - 0.5
 
 
 def rescale(xy: np.ndarray, src_size: tuple[float, float], dst_size: tuple[float, float]) -> np.ndarray:

@@ -1,0 +1,105 @@
+"""Stage prepare: read the dataset, window, equalize and resize every study to both network sizes, split.
+
+    python stages/prepare.py DATA_PATH OUT_DIR METRICS_JSON MONTAGE_PNG [--params params.yaml]
+
+Writes OUT_DIR (index.csv, unet.npy, regressor.npy: see lmfusion.data.prepared), METRICS_JSON (study counts per
+split, the skipped studies and why, the range of pixel spacings and matrix sizes) and MONTAGE_PNG (16 prepared
+U-Net inputs with their landmarks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import cv2
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from lmfusion.config import load_params
+from lmfusion.coords import rescale
+from lmfusion.data.prepared import save_prepared
+from lmfusion.data.preprocess import preprocess_sizes
+from lmfusion.data.readers import Study, read_dataset
+from lmfusion.data.splits import assign_splits
+from lmfusion.errors import DataError
+from lmfusion.io import write_json
+from lmfusion.plots import draw_points, landmark_colors, montage, to_bgr, write_png
+from lmfusion.stage import stage_main
+
+MONTAGE_COUNT = 16
+MONTAGE_TILE = 256
+
+
+def index_table(studies: list[Study], splits: list[str], names: tuple[str, ...]) -> pd.DataFrame:
+    """One row per study in the layout of lmfusion.data.prepared."""
+    rows = []
+    for s, split in zip(studies, splits):
+        h, w = s.pixels.shape
+        row = {"study": s.study, "source": s.source, "split": split, "width": w, "height": h,
+               "spacing_x": s.spacing[0], "spacing_y": s.spacing[1]}
+        for n, (x, y) in zip(names, s.landmarks):
+            row[f"{n}_x"], row[f"{n}_y"] = x, y
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def montage_image(index: pd.DataFrame, unet: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+    """The first studies' U-Net inputs with their landmarks, as one BGR grid."""
+    colors = landmark_colors(names)
+    tiles, captions = [], []
+    for i in range(min(MONTAGE_COUNT, len(index))):
+        row = index.iloc[i]
+        xy = np.array([[row[f"{n}_x"], row[f"{n}_y"]] for n in names], np.float64)  # (K, 2)
+        xy = rescale(xy, (row["width"], row["height"]), (MONTAGE_TILE, MONTAGE_TILE))
+        tile = cv2.resize(unet[i], (MONTAGE_TILE, MONTAGE_TILE), interpolation=cv2.INTER_LINEAR)
+        tiles.append(draw_points(to_bgr(tile), xy, colors))
+        captions.append(f"{row['study']} ({row['split']})")
+    return montage(tiles, cols=int(np.ceil(np.sqrt(len(tiles)))), tile=MONTAGE_TILE, captions=captions)
+
+
+@stage_main
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name in ("data_path", "out_dir", "metrics_json", "montage_png"):
+        ap.add_argument(name)
+    ap.add_argument("--params", default="params.yaml")
+    args = ap.parse_args()
+
+    p = load_params(args.params, ("base", "data", "prepare"))
+    base, data_cfg, cfg = p["base"], p["data"], p["prepare"]
+    names = tuple(base.landmarks)
+    studies, skipped = read_dataset(data_cfg.format, args.data_path, names, data_cfg.on_invalid, progress=True)
+    if not studies:
+        example = f"; e.g. {skipped[0].study}: {skipped[0].reason}" if skipped else ""
+        raise DataError(f"{args.data_path}: no valid study ({len(skipped)} skipped{example})")
+    splits = assign_splits([s.study for s in studies], [s.split for s in studies], val_size=cfg.val_size,
+                           test_size=cfg.test_size, seed=base.seed)
+
+    unet = np.empty((len(studies), cfg.unet_size, cfg.unet_size), np.uint8)  # (N, S_u, S_u)
+    regressor = np.empty((len(studies), cfg.regressor_size, cfg.regressor_size), np.uint8)  # (N, S_r, S_r)
+    for i, s in enumerate(tqdm(studies, desc="preprocess", unit="study", file=sys.stderr, leave=False)):
+        unet[i], regressor[i] = preprocess_sizes(s.pixels, (cfg.unet_size, cfg.regressor_size), cfg)
+    index = index_table(studies, splits, names)
+    picture = montage_image(index, unet, names)
+
+    spacing = index[["spacing_x", "spacing_y"]].to_numpy()
+    matrix = index[["width", "height"]].to_numpy()
+    metrics = {
+        "studies": len(studies),
+        **{split: splits.count(split) for split in ("train", "val", "test")},
+        "skipped": len(skipped),
+        "skipped_studies": [{"study": s.study, "reason": s.reason} for s in skipped],
+        "spacing_mm": {"min": round(float(spacing.min()), 4), "max": round(float(spacing.max()), 4)},
+        "matrix_px": {"min": int(matrix.min()), "max": int(matrix.max())},
+    }
+    save_prepared(args.out_dir, index, unet, regressor)
+    write_png(args.montage_png, picture)
+    write_json(args.metrics_json, metrics)
+    print(f"{len(studies)} studies ({metrics['train']} train, {metrics['val']} val, {metrics['test']} test), "
+          f"{len(skipped)} skipped -> {args.out_dir}")
+
+
+if __name__ == "__main__":
+    main()
