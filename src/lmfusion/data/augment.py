@@ -1,0 +1,110 @@
+"""On-the-fly geometric augmentation (the paper's): random translation, rotation and scale, with OpenCV.
+
+Legend: N images, K landmarks, S image side. Landmarks are (K, 2) (x, y) pixel coordinates with pixel centres at
+integers, which is the convention of `cv2.warpAffine`: a matrix M moves the content at p to M @ [p, 1].
+
+One 2x3 matrix per sample (rotation and scale about the image centre, then a translation) moves the image and its
+landmarks together. Ranges are given at `reference_size` (the paper's 512 px input) and scaled to the image, so the
+same params move the anatomy by the same fraction of the image at any size. A draw that would push a landmark off
+the image is redrawn up to `max_tries` times; after that the sample keeps the identity (counted, never clipped).
+
+Heatmap targets are not warped: they are rendered again from the moved landmarks (`heatmaps.encode` at the
+configured sigma). Warping the stored targets would interpolate and rescale the Gaussians (a 1.3x zoom would widen
+sigma by 1.3); re-rendering is exact and keeps sigma constant.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from lmfusion.config import AugmentConfig
+from lmfusion.coords import rescale
+from lmfusion.plots import draw_points, landmark_colors, montage, to_bgr
+
+IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+
+
+def random_affine(rng: np.random.Generator, size: int, cfg: AugmentConfig) -> np.ndarray:
+    """Draw one (2, 3) matrix for a size x size image: rotation and scale about the centre, then translation.
+
+    Switched-off transforms draw nothing, so the sequence of draws depends only on which ones are on.
+    """
+    angle = rng.uniform(-cfg.rotate_deg, cfg.rotate_deg) if cfg.rotate else 0.0
+    scale = rng.uniform(*cfg.scale_range) if cfg.scale else 1.0
+    if cfg.translate:
+        k = size / cfg.reference_size
+        tx = rng.uniform(-cfg.translate_x, cfg.translate_x) * k
+        ty = rng.uniform(-cfg.translate_y, cfg.translate_y) * k
+    else:
+        tx = ty = 0.0
+    c = (size - 1) / 2.0  # the centre of a size-pixel axis whose pixel centres are 0..size-1
+    m = cv2.getRotationMatrix2D((c, c), float(angle), float(scale))  # (2, 3)
+    m[:, 2] += (tx, ty)
+    return m
+
+
+def transform_points(xy: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """(..., 2) points moved by a (2, 3) matrix; NaN points stay NaN."""
+    xy = np.asarray(xy, dtype=np.float64)
+    return xy @ matrix[:, :2].T + matrix[:, 2]
+
+
+def apply_affine(image: np.ndarray, xy: np.ndarray, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Warp an (H, W) image (bilinear, zero border) and its (K, 2) landmarks with the same (2, 3) matrix."""
+    h, w = image.shape[:2]
+    warped = cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                            borderValue=0)
+    return warped, transform_points(xy, matrix)
+
+
+def _inside(xy: np.ndarray, height: int, width: int) -> bool:
+    """True when every finite landmark lies on a pixel centre range of the image; missing (NaN) ones are ignored."""
+    finite = np.isfinite(xy).all(-1)
+    p = xy[finite]
+    return bool(((p[:, 0] >= 0) & (p[:, 0] <= width - 1) & (p[:, 1] >= 0) & (p[:, 1] <= height - 1)).all())
+
+
+def draw_affine(rng: np.random.Generator, xy: np.ndarray, size: int, cfg: AugmentConfig) -> tuple[np.ndarray, bool]:
+    """A random matrix that keeps all landmarks (K, 2) inside a size x size image.
+
+    Returns the matrix and whether it fell back to the identity after `cfg.max_tries` draws.
+    """
+    for _ in range(cfg.max_tries):
+        m = random_affine(rng, size, cfg)
+        if _inside(transform_points(xy, m), size, size):
+            return m, False
+    return IDENTITY.copy(), True
+
+
+def augment(image: np.ndarray, xy: np.ndarray, cfg: AugmentConfig,
+            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Augment one square (S, S) image and its (K, 2) landmarks; returns image, landmarks, fell_back."""
+    m, fell_back = draw_affine(rng, xy, image.shape[-1], cfg)
+    if fell_back:
+        return image, np.asarray(xy, dtype=np.float64), True
+    warped, moved = apply_affine(image, xy, m)
+    return warped, moved, False
+
+
+def preview_image(images: np.ndarray, landmarks: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator,
+                  n: int = 8, names: Sequence[str] | None = None, tile: int = 256) -> np.ndarray:
+    """A BGR montage of `n` augmented samples with their moved landmarks.
+
+    Args:
+        images: (N, S, S) uint8; samples are taken in turn from the first images.
+        landmarks: (N, K, 2) pixel coordinates in those images.
+        names: landmark names (colours discs and bodies apart); None draws all in one colour.
+    """
+    tiles, captions = [], []
+    s = images.shape[-1]
+    for j in range(n):
+        i = j % len(images)
+        img, xy, fell_back = augment(images[i], landmarks[i], cfg, rng)
+        colors = landmark_colors(names) if names is not None else (60, 60, 255)
+        tiles.append(draw_points(to_bgr(cv2.resize(img, (tile, tile), interpolation=cv2.INTER_LINEAR)),
+                                 rescale(xy, (s, s), (tile, tile)), colors))
+        captions.append(f"image {i}" + (" (identity)" if fell_back else ""))
+    return montage(tiles, cols=min(4, n), tile=tile, captions=captions)

@@ -1,0 +1,222 @@
+"""The two networks, as wiring: a timm backbone with our own head, and a segmentation_models_pytorch net.
+
+Legend: N images, K landmarks, S input side, H x W heatmap pixels (= S x S here).
+Nothing is downloaded: weights come only from local files named in params.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from lmfusion.errors import DataError, ParamError
+from lmfusion.io import atomic_path
+
+log = logging.getLogger("lmfusion")
+
+KINDS = ("regressor", "heatmap")
+
+
+class CoordinateRegressor(nn.Module):
+    """Backbone features -> dropout -> linear to K x 2 normalized coordinates."""
+
+    def __init__(self, backbone: nn.Module, n_landmarks: int, dropout: float):
+        super().__init__()
+        self.backbone = backbone
+        self.n_landmarks = n_landmarks
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(backbone.num_features, n_landmarks * 2)
+        nn.init.constant_(self.head.bias, 0.5)  # start at the image centre, the mean of a 0..1 target
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.backbone(x)  # (N, F)
+        return self.head(self.dropout(features)).view(-1, self.n_landmarks, 2)  # (N, K, 2)
+
+
+def _suggest(name: str, valid: list[str], n: int = 5) -> str:
+    close = difflib.get_close_matches(name, valid, n=n, cutoff=0.5)
+    return ", ".join(close or valid[:n])
+
+
+def build_regressor(model: str, n_landmarks: int, dropout: float, weights: str | None = None) -> nn.Module:
+    """A timm backbone (any model name, one input channel, no classifier) with dropout and a linear head.
+
+    The head is our own because some backbones (legacy_xception) ignore timm's drop_rate. Forward: (N, 1, S, S)
+    -> (N, K, 2) normalized coordinates.
+    """
+    import timm
+
+    if not timm.is_model(model):
+        raise ParamError(f"param train_xception.model: unknown timm model {model!r}; close names: "
+                         f"{_suggest(model, timm.list_models())}")
+    backbone = timm.create_model(model, pretrained=False, in_chans=1, num_classes=0)
+    net = CoordinateRegressor(backbone, n_landmarks, dropout)
+    if weights:
+        _load_weights(net, weights, "train_xception.weights", fallback=net.backbone)
+    return net
+
+
+def _arch_class(arch: str) -> type:
+    import segmentation_models_pytorch as smp
+
+    archs = smp.MODEL_ARCHITECTURES_MAPPING  # lower-case name -> class
+    cls = archs.get(arch.lower())
+    if cls is None:
+        names = [c.__name__ for c in archs.values()]
+        raise ParamError(f"param train_unet.arch: unknown segmentation_models_pytorch architecture {arch!r}; "
+                         f"valid: {', '.join(names)}")
+    return cls
+
+
+def build_heatmap_net(arch: str, encoder: str, n_landmarks: int, encoder_depth: int = 5,
+                      decoder_channels: tuple[int, ...] | list[int] = (256, 128, 64, 32, 16),
+                      weights: str | None = None) -> nn.Module:
+    """A segmentation_models_pytorch net with one input channel and one output map per landmark.
+
+    Forward: (N, 1, S, S) -> (N, K, S, S) logits (resized to the input where an architecture's output stride
+    differs). `decoder_channels` (one per encoder stage) goes only to the architectures whose decoder takes such a
+    list (Unet, UnetPlusPlus, MAnet); the others use their defaults.
+    """
+    from segmentation_models_pytorch.encoders import get_encoder_names
+
+    cls = _arch_class(arch)
+    encoders = get_encoder_names()
+    if encoder not in encoders:
+        raise ParamError(f"param train_unet.encoder: unknown segmentation_models_pytorch encoder {encoder!r}; "
+                         f"close names: {_suggest(encoder, encoders)}")
+    kwargs: dict[str, Any] = {"encoder_name": encoder, "encoder_weights": None, "in_channels": 1,
+                              "classes": n_landmarks, "encoder_depth": encoder_depth}
+    default = inspect.signature(cls).parameters.get("decoder_channels")
+    if default is not None and isinstance(default.default, (list, tuple)):
+        kwargs["decoder_channels"] = list(decoder_channels)
+    try:
+        net = cls(**kwargs)
+    except (ValueError, TypeError, KeyError, AssertionError) as e:
+        raise ParamError(f"param train_unet: {cls.__name__} with encoder {encoder} and encoder_depth "
+                         f"{encoder_depth} cannot be built: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+                         ) from None
+    encoder_module = net.encoder
+    try:
+        side = _probe(net, 64)
+    except RuntimeError as e:
+        raise ParamError(f"param train_unet: {cls.__name__} with encoder {encoder} does not run on a 64 px input "
+                         f"({str(e).splitlines()[0]})") from None
+    if side != 64:
+        net = ResizeToInput(net)
+    if weights:
+        _load_weights(net, weights, "train_unet.weights", fallback=encoder_module)
+    return net
+
+
+class ResizeToInput(nn.Module):
+    """Bilinear resize of the logits to the input size, for architectures whose output has another stride (e.g.
+    FPN below encoder_depth 5): the targets and decoders expect one map pixel per input pixel."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.net(x)  # (N, K, H', W')
+        return nn.functional.interpolate(out, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def _probe(net: nn.Module, size: int) -> int:
+    """Run a size x size input through the net in eval mode (no random numbers, no running-stat updates); freeze
+    the parameters that get no gradient and return the output's side.
+
+    smp keeps the encoder stages below encoder_depth (e.g. resnet layer3-4 at depth 3) although they never run;
+    frozen, they cost DistributedDataParallel no search for unused parameters and stay as initialized, as they
+    would in a single process.
+    """
+    was_training = net.training
+    net.eval()
+    out = net(torch.zeros(1, 1, size, size))
+    out.float().mean().backward()
+    for p in net.parameters():
+        if p.grad is None:
+            p.requires_grad_(False)
+        p.grad = None
+    net.train(was_training)
+    return int(out.shape[-1])
+
+
+def _load_weights(net: nn.Module, path: str | os.PathLike, key: str, fallback: nn.Module) -> None:
+    """Load a local state dict: the whole net's (also a save_model file), else matching tensors of the backbone.
+
+    A backbone checkpoint (e.g. ImageNet weights saved with 3 input channels) loads every tensor whose name and
+    shape match; the others keep their initialization and are logged.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ParamError(f"param {key}: {path} is not a local file (weights are never downloaded)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for a corrupt or foreign file
+        raise ParamError(f"param {key}: {path} is not a readable torch state dict ({type(e).__name__})") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ParamError(f"param {key}: {path} holds no state dict")
+    for target in (net, fallback):
+        own = target.state_dict()
+        matching = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        if len(matching) == len(own) == len(state):
+            target.load_state_dict(matching)
+            log.info("loaded %s weights from %s", "all" if target is net else "backbone", path)
+            return
+    own = fallback.state_dict()
+    matching = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not matching:
+        raise ParamError(f"param {key}: no tensor of {path} matches the network or its backbone by name and shape")
+    fallback.load_state_dict(matching, strict=False)
+    log.info("loaded %d of %d backbone tensors from %s (others keep their initialization)", len(matching), len(own),
+             path)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside a DistributedDataParallel (or similar) wrapper."""
+    return model.module if hasattr(model, "module") else model
+
+
+def save_model(path: str | os.PathLike, model: nn.Module, meta: dict) -> None:
+    """Save {"state_dict", "meta"} atomically. meta: kind ('regressor'|'heatmap'), builder (the builder's keyword
+    arguments), names (landmarks), input_size, and anything else JSON-like (e.g. mlflow_run_id)."""
+    if meta.get("kind") not in KINDS or not isinstance(meta.get("builder"), dict):
+        raise ValueError(f"meta needs kind in {KINDS} and builder kwargs, got {meta}")
+    state = {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
+    with atomic_path(path) as tmp:
+        torch.save({"state_dict": state, "meta": meta}, tmp)
+
+
+def build_from_meta(meta: dict) -> nn.Module:
+    """A fresh network (no weights loaded) from a saved model's meta."""
+    kwargs = {k: v for k, v in meta["builder"].items() if k != "weights"}
+    return build_regressor(**kwargs) if meta["kind"] == "regressor" else build_heatmap_net(**kwargs)
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild a saved network from its meta and load its weights; returns (model in eval mode, meta)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: model file missing; train it first (dvc repro)")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        meta, state = saved["meta"], saved["state_dict"]
+        if meta.get("kind") not in KINDS:
+            raise KeyError("kind")
+    except Exception as e:  # a truncated or foreign file raises many types
+        raise DataError(f"{path}: not a readable lmfusion model file ({type(e).__name__}: {e})") from None
+    model = build_from_meta(meta)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise DataError(f"{path}: weights do not fit the network in its meta ({str(e).splitlines()[0]})") from None
+    return model.to(device).eval(), meta

@@ -1,0 +1,128 @@
+"""What both training stages share: seeding, resuming, tracking and their outputs.
+
+Outputs (rank 0 only): MODEL_DIR/model.pt (the best weights by val loss, see lmfusion.models.save_model), the
+metrics JSON, the per-epoch loss CSV (epoch, train_loss, val_loss) and the augmentation preview PNG. The checkpoint
+holds the hash of the params and data it was trained on; another hash starts a fresh training. With the same hash
+a finished checkpoint is not trained further: a forced rerun (dvc repro -f) writes the same outputs again from it;
+delete the checkpoint to train again from scratch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import resource
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from lmfusion import distributed, tracking
+from lmfusion.config import TrainConfig
+from lmfusion.io import write_json
+from lmfusion.models import build_heatmap_net, build_regressor, save_model
+from lmfusion.plots import write_png
+from lmfusion.train import fit, load_checkpoint
+
+
+@dataclass(frozen=True)
+class StageOutputs:
+    model_dir: Path
+    checkpoint: Path
+    metrics_json: Path
+    loss_csv: Path
+    augment_png: Path
+
+
+def config_hash(params: dict[str, Any], arrays: Sequence[np.ndarray]) -> str:
+    """A digest of the params (JSON) and the training data (array bytes and shapes). DataLoader workers do not
+    change the results, so a resumed run may use another number of them."""
+    h = hashlib.blake2b(digest_size=16)
+    kept = {k: v for k, v in params.items() if not k.endswith(".num_workers")}
+    h.update(json.dumps(kept, sort_keys=True, default=str).encode())
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(a.data)
+    return h.hexdigest()
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak GPU memory allocated by torch on CUDA, else the process's peak resident memory."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def build(kind: str, builder: dict[str, Any], weights: str | None) -> nn.Module:
+    return build_regressor(**builder, weights=weights) if kind == "regressor" else build_heatmap_net(
+        **builder, weights=weights)
+
+
+def run_training(*, stage: str, kind: str, builder: dict[str, Any], loss_fn: Callable, train_set: Dataset,
+                 val_set: Dataset, cfg: TrainConfig, seed: int, params: dict[str, Any],
+                 data_arrays: Sequence[np.ndarray], names: Sequence[str], input_size: int, outputs: StageOutputs,
+                 preview: Callable[[], np.ndarray]) -> dict[str, Any] | None:
+    """Train one network and write the stage's outputs; returns the metrics on rank 0 (None on other ranks).
+
+    Args:
+        stage: the DVC stage name (MLflow tag, logs).
+        kind: 'regressor' or 'heatmap'; builder: that builder's keyword arguments (without weights).
+        params: flat {"section.key": value} of every param the stage reads (hashed and logged to MLflow).
+        data_arrays: the arrays the model learns from (hashed: other data start a fresh training).
+        preview: makes the augmentation preview (BGR), called on rank 0.
+    """
+    ctx = distributed.setup()
+    try:
+        digest = config_hash(params, data_arrays)
+        # every rank reads it (one machine or a shared filesystem) to restore its optimizer and RNG positions
+        resume = load_checkpoint(outputs.checkpoint, digest)
+        torch.manual_seed(seed)  # the same initial weights on every rank and every run
+        model = build(kind, builder, cfg.weights)
+        n_params = sum(p.numel() for p in model.parameters())
+        if ctx.is_main:
+            write_png(outputs.augment_png, preview())
+        run = (tracking.start_run(stage, {**params, "input_size": input_size, "world_size": ctx.world_size},
+                                  tags={"model.kind": kind},
+                                  resume_run_id=resume.get("mlflow_run_id") if resume else None)
+               if ctx.is_main else contextlib.nullcontext(tracking.Tracker(None)))
+        with run as tracker:
+            result = fit(model, loss_fn, train_set, val_set, cfg, seed, checkpoint=outputs.checkpoint,
+                         config_hash=digest, tracker=tracker, loss_csv=outputs.loss_csv, resume=resume, ctx=ctx,
+                         desc=stage)
+            in_sync = distributed.replicas_in_sync(model, ctx)
+            if not ctx.is_main:
+                return None
+            model = model.cpu()
+            model.load_state_dict(result.best_state)
+            meta = {"kind": kind, "builder": dict(builder), "names": list(names), "input_size": int(input_size),
+                    "stage": stage, "best_epoch": result.best_epoch, "mlflow_run_id": tracker.run_id}
+            save_model(Path(outputs.model_dir) / "model.pt", model, meta)
+            metrics = {
+                "best_val_loss": result.best_val_loss,
+                "best_epoch": result.best_epoch,
+                "epochs_run": result.epochs_run,
+                "stopped_early": result.stopped_early,
+                "train_seconds": round(result.train_seconds, 2),
+                "seconds_per_epoch": round(result.train_seconds / max(result.epochs_run, 1), 2),
+                "images_per_second": round(result.images_per_second, 2),
+                "peak_memory_mb": round(peak_memory_mb(ctx.device), 1),
+                "parameters": n_params,
+                "augment_fallbacks": result.fallbacks,
+                "world_size": ctx.world_size,
+                "replicas_in_sync": in_sync,
+                "device": torch.cuda.get_device_name(ctx.device) if ctx.device.type == "cuda" else "cpu",
+            }
+            write_json(outputs.metrics_json, metrics)
+            tracker.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))})
+            tracker.log_model(model.eval(), "model")
+            for path in (outputs.loss_csv, outputs.augment_png, outputs.metrics_json):
+                tracker.log_artifact(path)
+        return metrics
+    finally:
+        distributed.cleanup(ctx)

@@ -1,0 +1,95 @@
+"""Stage train_unet: the U-Net heatmap regressor (BCE with logits on Gaussian targets).
+
+    python stages/train_unet.py PREPARED_DIR HEATMAPS_DIR MODEL_DIR CHECKPOINT METRICS_JSON LOSS_CSV AUGMENT_PNG
+        [--params params.yaml]
+
+Reads params sections base, augment, heatmap and train_unet; the input size is that of the prepared U-Net images.
+Validation uses the heatmaps stage's targets (HEATMAPS_DIR/targets.npy); augmented training samples get theirs
+rendered from the moved landmarks at heatmap.sigma. Writes MODEL_DIR/model.pt (best weights by val loss),
+METRICS_JSON, LOSS_CSV (epoch, train_loss, val_loss) and AUGMENT_PNG; CHECKPOINT is updated after every epoch and
+resumed from when it matches the params and data. Also runs under `torchrun --nproc_per_node=N`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+
+from lmfusion.config import as_dict, load_params
+from lmfusion.data.augment import preview_image
+from lmfusion.data.datasets import HeatmapDataset
+from lmfusion.data.prepared import load_prepared
+from lmfusion.errors import DataError
+from lmfusion.stage import stage_main
+from lmfusion.train_stage import StageOutputs, run_training
+
+STAGE = "train_unet"
+
+
+def load_targets(heatmaps_dir: str, n: int, k: int, size: int) -> np.ndarray:
+    """The heatmaps stage's (N, K, S, S) targets, memory-mapped, checked against the prepared images."""
+    path = Path(heatmaps_dir) / "targets.npy"
+    try:
+        targets = np.load(path, mmap_mode="r")
+    except FileNotFoundError:
+        raise DataError(f"{path}: missing; run the heatmaps stage first (dvc repro heatmaps)") from None
+    except ValueError as e:
+        raise DataError(f"{path}: not a readable .npy file ({e})") from None
+    if targets.shape != (n, k, size, size):
+        raise DataError(f"{path}: shape {targets.shape}, expected {(n, k, size, size)} for the prepared images "
+                        f"and landmarks (rerun the heatmaps stage)")
+    return targets
+
+
+@stage_main
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name in ("prepared", "heatmaps", "model_dir", "checkpoint", "metrics_json", "loss_csv", "augment_png"):
+        ap.add_argument(name)
+    ap.add_argument("--params", default="params.yaml")
+    args = ap.parse_args()
+
+    sections = ("base", "augment", "heatmap", STAGE)
+    p = load_params(args.params, sections)
+    base, aug, cfg, sigma = p["base"], p["augment"], p[STAGE], p["heatmap"].sigma
+    names = tuple(base.landmarks)
+    data = load_prepared(args.prepared, names)
+    train_idx, val_idx = data.split_indices("train"), data.split_indices("val")
+    if len(train_idx) == 0 or len(val_idx) == 0:
+        raise DataError(f"{args.prepared}: needs train and val studies, has {len(train_idx)} and {len(val_idx)}")
+    images = data.unet  # (N, S, S) uint8
+    size = images.shape[-1]
+    xy = data.landmarks_at(size)  # (N, K, 2) U-Net input pixels
+    targets = load_targets(args.heatmaps, len(images), len(names), size)
+    val_targets = np.asarray(targets[val_idx])  # (N_val, K, S, S) float16; training renders its own
+
+    def preview() -> np.ndarray:
+        return preview_image(images[train_idx[:8]], xy[train_idx[:8]], aug, np.random.default_rng(base.seed),
+                             names=names)
+
+    params = {f"{s}.{k}": v for s in sections for k, v in as_dict(p[s]).items()}
+    train_aug = aug if (aug.translate or aug.rotate or aug.scale) else None
+    metrics = run_training(
+        stage=STAGE, kind="heatmap",
+        builder={"arch": cfg.arch, "encoder": cfg.encoder, "n_landmarks": len(names),
+                 "encoder_depth": cfg.encoder_depth, "decoder_channels": list(cfg.decoder_channels)},
+        loss_fn=nn.BCEWithLogitsLoss(),
+        train_set=HeatmapDataset(images[train_idx], xy[train_idx], sigma, aug=train_aug, seed=base.seed,
+                                 targets=None if train_aug else np.asarray(targets[train_idx])),
+        val_set=HeatmapDataset(images[val_idx], xy[val_idx], sigma, aug=None, seed=base.seed, targets=val_targets),
+        cfg=cfg, seed=base.seed, params=params,
+        data_arrays=[images[train_idx], images[val_idx], xy[train_idx], xy[val_idx], val_targets],
+        names=names, input_size=size,
+        outputs=StageOutputs(Path(args.model_dir), Path(args.checkpoint), Path(args.metrics_json),
+                             Path(args.loss_csv), Path(args.augment_png)),
+        preview=preview)
+    if metrics is not None:
+        print(f"{STAGE}: best val loss {metrics['best_val_loss']:.5g} at epoch {metrics['best_epoch']}/"
+              f"{metrics['epochs_run']}, {metrics['seconds_per_epoch']:.1f} s/epoch -> {args.model_dir}")
+
+
+if __name__ == "__main__":
+    main()
