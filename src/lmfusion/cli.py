@@ -1,0 +1,73 @@
+"""The `lmfusion` command: `lmfusion synth` makes the synthetic dataset, `lmfusion predict` finds landmarks."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from lmfusion.config import LANDMARKS
+from lmfusion.errors import LmfusionError
+from lmfusion.stage import stage_main
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from lmfusion.data import synth
+
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        raise LmfusionError(f"{out}: exists and is not empty; remove it or choose another --out "
+                            "(nothing is overwritten)")
+    summary = synth.write_dataset(out, n=args.n, seed=args.seed, names=LANDMARKS)
+    if args.montage:
+        from lmfusion.plots import write_png
+
+        write_png(args.montage, synth.montage_image(out, count=16, names=LANDMARKS))
+    print(f"wrote {args.n} synthetic studies to {out} ({summary})")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from lmfusion.predict_cli import run_predict  # torch and the models load only for this command
+
+    return run_predict(args)
+
+
+def _add_predict_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="DICOM file, study folder (several series), PNG/JPG/TIF image, or CSV with an 'image' column")
+    p.add_argument("--out", required=True, help="output folder for the JSON files, overlays and summary.csv")
+    p.add_argument("--pipeline", default=".", help="pipeline folder holding params.yaml and models/ (default: .)")
+    p.add_argument("--mlflow-uri", help="load the pipeline from an MLflow artifact URI instead (runs:/<id>/pipeline)")
+    p.add_argument("--method", choices=("direct", "argmax", "fused"), default="fused")
+    p.add_argument("--sigma", type=float, help="fusion prior sigma in heatmap pixels (default: fusion.sigma)")
+    p.add_argument("--spacing", type=float, nargs="+", metavar="MM",
+                   help="pixel spacing (x [y]) in mm for images without it (PNG/JPG/TIF); default 1.0 with a warning")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lmfusion", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="write the synthetic spine MRI dataset (challenge format)")
+    p.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
+    p.add_argument("--n", type=int, default=200, help="number of studies (default 200: 150 + 50, like the paper)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--montage", help="also write a PNG montage of 16 studies with their landmarks")
+    p.set_defaults(func=_synth)
+
+    p = sub.add_parser("predict", help="landmarks for new images or studies with the trained pipeline")
+    _add_predict_arguments(p)
+    p.set_defaults(func=_predict)
+    return parser
+
+
+@stage_main
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    sys.exit(args.func(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""The evaluation's figures: overlays of every method on test studies (the paper's Figure 10), the worst cases,
+the fusion of one landmark (prior, heatmap, product: the paper's Figure 9), and the charts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from lmfusion import charts, fusion
+from lmfusion.config import EvaluateConfig
+from lmfusion.coords import rescale
+from lmfusion.data.prepared import Prepared
+from lmfusion.metrics import radial_errors
+from lmfusion.plots import COLORS, draw_points, montage, to_bgr, write_png
+
+if TYPE_CHECKING:
+    from lmfusion.evaluation import SplitOutputs
+    from lmfusion.predict import Decoded
+
+SHOWN = ("direct", "argmax", "fused")
+
+
+def _overlay(image_u8: np.ndarray, size: np.ndarray, truth: np.ndarray, decoded_xy: dict[str, np.ndarray],
+             caption: str) -> np.ndarray:
+    """One prepared image with the ground truth (green dots) and each method (crosses) at the image's scale."""
+    s = image_u8.shape[0]
+    scale = max(1, 512 // s)
+    img = to_bgr(cv2.resize(image_u8, (s * scale, s * scale), interpolation=cv2.INTER_LINEAR))
+    to_px = lambda xy: rescale(xy, (size[0], size[1]), (s * scale, s * scale))  # noqa: E731
+    draw_points(img, to_px(truth), COLORS["truth"])
+    for m in SHOWN:
+        draw_points(img, to_px(decoded_xy[m]), COLORS[m], marker="cross")
+    cv2.putText(img, caption, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+    return img
+
+
+def _legend(width: int) -> np.ndarray:
+    bar = np.zeros((22, width, 3), np.uint8)
+    x = 6
+    for label in ("truth", *SHOWN):
+        cv2.circle(bar, (x + 5, 11), 5, COLORS[label], -1, cv2.LINE_AA)
+        cv2.putText(bar, label, (x + 14, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+        x += 24 + 9 * len(label)
+    return bar
+
+
+def _studies_png(path: Path, data: Prepared, split: SplitOutputs, decoded: Decoded, order: np.ndarray,
+                 errors: np.ndarray) -> None:
+    tiles = []
+    for i in order:
+        row = split.rows[i]
+        caption = f"{data.index['study'].iloc[row]}  fused max {errors[i].max():.1f} mm"
+        tiles.append(_overlay(data.unet[row], split.sizes[i], split.truth[i], {m: decoded.xy[m][i] for m in SHOWN},
+                              caption))
+    if not tiles:
+        return
+    grid = montage(tiles, cols=min(4, len(tiles)), tile=384)
+    write_png(path, np.vstack([_legend(grid.shape[1]), grid]))
+
+
+def _fusion_example(path: Path, data: Prepared, split: SplitOutputs, decoded: Decoded, sigma_hm: np.ndarray,
+                    names: tuple[str, ...]) -> None:
+    """The landmark where fusion helped most over plain argmax (else the largest argmax error) on one study."""
+    arg_err = radial_errors(decoded.xy["argmax"], split.truth, split.spacing)
+    fus_err = radial_errors(decoded.xy["fused"], split.truth, split.spacing)
+    i, k = np.unravel_index(np.argmax(arg_err - fus_err), arg_err.shape)
+    h, w = split.hm_shape
+    heatmap = split.heatmaps[i, k].astype(np.float32)  # (H, W)
+    reg_hm = split.regressed_hm()[i, k]
+    sig = float(sigma_hm[k]) if np.isfinite(sigma_hm[k]) else 1e6
+    prior = fusion.prior(reg_hm[None], h, w, max(sig, 1e-3))[0]  # (H, W)
+    product = prior * heatmap
+    to_hm = lambda xy: rescale(xy, tuple(split.sizes[i]), (w, h))  # noqa: E731
+    points = {"truth": to_hm(split.truth[i, k]), **{m: to_hm(decoded.xy[m][i, k]) for m in SHOWN}}
+    image = cv2.resize(data.unet[split.rows[i]], (w, h), interpolation=cv2.INTER_AREA)
+    charts.fusion_panel_png(path, image, prior, heatmap, product, points,
+                            title=f"{data.index['study'].iloc[split.rows[i]]}, {names[k]}, sigma {sig:.2f} px")
+
+
+def evaluation_figures(out: Path, *, data: Prepared, split: SplitOutputs, decoded: Decoded, sigma_hm: np.ndarray,
+                       names: tuple[str, ...], curves: dict[str, list[float]], radii: np.ndarray,
+                       per_landmark: pd.DataFrame, cfg: EvaluateConfig) -> None:
+    """Write every evaluation PNG into the folder `out`."""
+    errors = radial_errors(decoded.xy["fused"], split.truth, split.spacing)  # (N, K)
+    n = len(split.rows)
+    _studies_png(out / "overlays.png", data, split, decoded, np.arange(min(cfg.n_overlays, n)), errors)
+    worst = np.argsort(-errors.max(axis=1), kind="stable")[: min(cfg.n_worst, n)]
+    _studies_png(out / "worst_cases.png", data, split, decoded, worst, errors)
+    if n:
+        _fusion_example(out / "fusion_example.png", data, split, decoded, sigma_hm, names)
+    charts.sdr_curve_png(out / "sdr_curve.png", list(radii), curves, cfg.target_radius)
+    charts.per_landmark_png(out / "per_landmark_mre.png", list(names),
+                            {m: per_landmark[m].tolist() for m in per_landmark.columns if m != "landmark"})
