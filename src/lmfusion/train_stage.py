@@ -39,10 +39,18 @@ class StageOutputs:
     augment_png: Path
 
 
+# the code that decides what a training computes: a checkpoint written by other code is not resumed
+_TRAINING_CODE = ("models.py", "train.py", "train_stage.py", "distributed.py", "heatmaps.py", "data/augment.py",
+                  "data/datasets.py")
+
+
 def config_hash(params: dict[str, Any], arrays: Sequence[np.ndarray]) -> str:
-    """A digest of the params (JSON) and the training data (array bytes and shapes). DataLoader workers do not
-    change the results, so a resumed run may use another number of them."""
+    """A digest of the params (JSON), the training data (array bytes and shapes) and the training code. DataLoader
+    workers do not change the results, so a resumed run may use another number of them."""
     h = hashlib.blake2b(digest_size=16)
+    package = Path(__file__).resolve().parent
+    for name in _TRAINING_CODE:
+        h.update((package / name).read_bytes())
     kept = {k: v for k, v in params.items() if not k.endswith(".num_workers")}
     h.update(json.dumps(kept, sort_keys=True, default=str).encode())
     for a in arrays:

@@ -1,0 +1,80 @@
+"""The whole pipeline through DVC on tiny params: outputs, MLflow runs, experiments and metrics across commits."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from conftest import run
+
+pytestmark = pytest.mark.slow
+
+METHODS = ("direct", "argmax", "argmax_subpixel", "fused", "fused_subpixel")
+
+
+def test_repro_writes_metrics_plots_and_report(tiny_pipeline):
+    root = tiny_pipeline["root"]
+    ev = json.loads((root / "metrics" / "evaluate.json").read_text())
+    for split in ("val", "test"):
+        for m in METHODS:
+            assert set(ev[split][m]["sdr"]) == {"2mm", "4mm", "6mm", "8mm", "10mm"}
+            assert len(ev[split][m]["per_landmark"]) == 11
+        assert "relative_improvement" in ev[split]["fused_vs_direct"]
+    for name in ("sdr.csv", "per_landmark_mre.csv", "overlays.png", "worst_cases.png", "fusion_example.png",
+                 "sdr_curve.png", "per_landmark_mre.png"):
+        assert (root / "plots" / "evaluate" / name).stat().st_size > 0, name
+    report = (root / "reports" / "ablation.md").read_text()
+    assert "| fused (the paper) |" in report and "Sigma sweep" in report
+    assert (root / "reports" / "figures" / "sigma_sweep.png").exists()
+    fitted = json.loads((root / "models" / "fusion.json").read_text())
+    assert len(fitted["sigma_hm"]) == 11 and fitted["fit"]["mode"] == "auto"
+    assert run(["dvc", "status", "--quiet"], root, check=False).returncode == 0  # everything up to date
+
+
+def test_mlflow_groups_training_and_evaluation(tiny_pipeline):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tiny_pipeline["env"]["MLFLOW_TRACKING_URI"])
+    exp = client.get_experiment_by_name("lmfusion")
+    runs = client.search_runs([exp.experiment_id])
+    by_stage = {}
+    for r in runs:
+        by_stage.setdefault(r.data.tags.get("dvc.stage"), []).append(r)
+    assert {"train_xception", "train_unet", "evaluate", "report", "pipeline"} <= set(by_stage)
+    parent = by_stage["pipeline"][0].info.run_id
+    for stage in ("train_xception", "train_unet", "evaluate", "report"):
+        assert by_stage[stage][0].data.tags.get("mlflow.parentRunId") == parent, stage
+    for stage in ("train_xception", "train_unet"):
+        assert "best_val_loss" in by_stage[stage][0].data.metrics
+    evaluate = by_stage["evaluate"][0]
+    assert "test.fused.sdr.8mm" in evaluate.data.metrics
+    bundle = {a.path for a in client.list_artifacts(evaluate.info.run_id, "pipeline/models")}
+    assert {"pipeline/models/xception", "pipeline/models/unet", "pipeline/models/fusion.json"} <= bundle
+
+
+def test_fusion_param_reruns_only_evaluate_and_report(tiny_pipeline):
+    root = tiny_pipeline["root"]
+    proc = run(["dvc", "exp", "run", "--temp", "-S", "fusion.sigma=3"], root, env=tiny_pipeline["env"])
+    out = proc.stdout + proc.stderr
+    assert "Running stage 'evaluate'" in out and "Running stage 'report'" in out
+    for stage in ("prepare", "heatmaps", "train_xception", "train_unet", "predict"):
+        assert f"Running stage '{stage}'" not in out, stage
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], root).stdout)
+    assert '"sigma": 3' in json.dumps(shown)  # the experiment with fusion.sigma=3 is recorded
+
+
+def test_metrics_diff_between_commits(tiny_pipeline, tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(tiny_pipeline["root"], repo, symlinks=True)
+    env = {**tiny_pipeline["env"], "LMFUSION_TRACKING": "0"}
+    run(["git", "checkout", "-q", "-b", "narrow-prior"], repo)
+    params = (repo / "params.yaml").read_text().replace("sigma: auto", "sigma: 0.5")
+    (repo / "params.yaml").write_text(params)
+    run(["dvc", "repro"], repo, env=env)
+    run(["git", "commit", "-qam", "narrow prior"], repo)
+    diff = run(["dvc", "metrics", "diff", "main", "--json"], repo).stdout
+    changed = json.loads(diff)["metrics/evaluate.json"]
+    assert any(key.startswith("test.fused") for key in changed)
+    assert "fusion_sigma_hm" in json.dumps(changed) or any("fused" in k for k in changed)

@@ -1,0 +1,101 @@
+"""`lmfusion predict` and LandmarkPredictor on the tiny trained pipeline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import run
+from lmfusion.data.dicom import read_dicom
+
+pytestmark = pytest.mark.slow
+
+NAMES = ["T12-L1", "L1", "L1-L2", "L2", "L2-L3", "L3", "L3-L4", "L4", "L4-L5", "L5", "L5-S1"]
+
+
+def _annotated_instance(root: Path, study_dir: Path) -> str:
+    ann = json.loads((root / "data" / f"{study_dir.parent.name}_annotation.json").read_text())
+    import pydicom
+
+    study_uid = pydicom.dcmread(next(study_dir.glob("*.dcm")), stop_before_pixels=True).StudyInstanceUID
+    return next(s["data"][0]["instanceUid"] for s in ann if s["studyUid"] == study_uid)
+
+
+def _check_schema(record: dict) -> None:
+    assert [lm["name"] for lm in record["landmarks"]] == NAMES
+    for lm in record["landmarks"]:
+        assert set(lm) == {"name", "x", "y", "x_mm", "y_mm", "confidence"}
+        assert 0.0 <= lm["confidence"] <= 1.0
+    assert {"low_confidence", "order_violated", "implausible_spacing", "spacing_assumed"} <= set(record["flags"])
+    ys = [lm["y"] for lm in record["landmarks"]]
+    assert record["flags"]["order_violated"] == (not all(a < b for a, b in zip(ys, ys[1:])))
+
+
+def test_study_folder_chooses_mid_sagittal_t2(tiny_pipeline, tmp_path):
+    root = tiny_pipeline["root"]
+    study = sorted((root / "data" / "lumbar_train150").iterdir())[0]
+    run(["lmfusion", "predict", str(study), "--out", str(tmp_path), "--pipeline", str(root)], root)
+    record = json.loads((tmp_path / f"{study.name}.json").read_text())
+    import pydicom
+
+    chosen = pydicom.dcmread(record["chosen_file"], stop_before_pixels=True)
+    assert chosen.SOPInstanceUID == _annotated_instance(root, study)
+    assert "sagittal T2" in record["selection"]
+    _check_schema(record)
+    assert record["flags"]["spacing_assumed"] is False
+    assert (tmp_path / f"{study.name}.png").stat().st_size > 0
+
+
+def test_png_with_spacing_and_csv_batch_with_a_corrupt_file(tiny_pipeline, tmp_path):
+    root = tiny_pipeline["root"]
+    dcm = sorted((root / "data" / "lumbar_train150").glob("*/*.dcm"))[0]
+    pixels = read_dicom(dcm).pixels
+    img = np.clip(pixels / pixels.max() * 255, 0, 255).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "a.png"), img)
+    cv2.imwrite(str(tmp_path / "b.png"), img[::-1].copy())
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
+    run(["lmfusion", "predict", str(tmp_path / "a.png"), "--spacing", "0.7", "--out", str(tmp_path / "one"),
+         "--pipeline", str(root)], root)
+    record = json.loads((tmp_path / "one" / "a.json").read_text())
+    assert record["spacing_mm"] == [0.7, 0.7] and record["flags"]["spacing_assumed"] is False
+    assert record["landmarks"][0]["x_mm"] == pytest.approx(record["landmarks"][0]["x"] * 0.7, abs=1e-2)
+    _check_schema(record)
+
+    pd.DataFrame({"image": ["a.png", "broken.png", "b.png"]}).to_csv(tmp_path / "batch.csv", index=False)
+    proc = run(["lmfusion", "predict", str(tmp_path / "batch.csv"), "--out", str(tmp_path / "batch"),
+                "--pipeline", str(root)], root, check=False)
+    assert proc.returncode == 1
+    assert "broken.png" in proc.stderr and "1 failed" in proc.stdout
+    summary = pd.read_csv(tmp_path / "batch" / "summary.csv")
+    assert sorted(summary["status"]) == ["error", "ok", "ok"]
+    assert (tmp_path / "batch" / "a.json").exists() and (tmp_path / "batch" / "b.json").exists()
+    assert not (tmp_path / "batch" / "broken.json").exists()
+
+
+def test_missing_model_is_one_line_error(tiny_pipeline, tmp_path):
+    proc = run(["lmfusion", "predict", "x.png", "--out", str(tmp_path), "--pipeline", str(tmp_path)],
+               tiny_pipeline["root"], check=False)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().count("\n") == 0 and "error:" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_api_matches_the_evaluate_stage(tiny_pipeline):
+    from lmfusion import LandmarkPredictor
+    from lmfusion.data.prepared import load_prepared
+    from lmfusion.evaluation import decode_split, load_split
+    from lmfusion.predict import read_sigma
+
+    root = tiny_pipeline["root"]
+    data = load_prepared(root / "build" / "prepared", tuple(NAMES))
+    test = load_split(root / "build" / "predictions", "test", data)
+    decoded = decode_split(test, read_sigma(root / "models" / "fusion.json"), 1e-4)
+    predictor = LandmarkPredictor.from_pipeline(root)
+    row = int(test.rows[0])
+    image = read_dicom(root / "data" / data.index["source"].iloc[row])
+    result = predictor.predict(image.pixels, spacing=image.spacing)
+    np.testing.assert_allclose(result.xy, decoded.xy["fused"][0], atol=1e-6)
