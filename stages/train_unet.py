@@ -16,7 +16,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from torch import nn
+from lmfusion.train import HeatmapBCE
 
 from lmfusion.config import as_dict, load_params
 from lmfusion.data.augment import preview_image
@@ -76,7 +76,7 @@ def main() -> None:
         stage=STAGE, kind="heatmap",
         builder={"arch": cfg.arch, "encoder": cfg.encoder, "n_landmarks": len(names),
                  "encoder_depth": cfg.encoder_depth, "decoder_channels": list(cfg.decoder_channels)},
-        loss_fn=nn.BCEWithLogitsLoss(),
+        loss_fn=HeatmapBCE(cfg.peak_weight),
         train_set=HeatmapDataset(images[train_idx], xy[train_idx], sigma, aug=train_aug, seed=base.seed,
                                  targets=None if train_aug else np.asarray(targets[train_idx])),
         val_set=HeatmapDataset(images[val_idx], xy[val_idx], sigma, aug=None, seed=base.seed, targets=val_targets),

@@ -54,9 +54,10 @@ def test_mlflow_groups_training_and_evaluation(tiny_pipeline):
     assert {"pipeline/models/xception", "pipeline/models/unet", "pipeline/models/fusion.json"} <= bundle
 
 
-def test_fusion_param_reruns_only_evaluate_and_report(tiny_pipeline):
-    root = tiny_pipeline["root"]
-    proc = run(["dvc", "exp", "run", "--temp", "-S", "fusion.sigma=3"], root, env=tiny_pipeline["env"])
+def test_fusion_param_reruns_only_evaluate_and_report(tiny_pipeline, tmp_path):
+    root = tmp_path / "repo"  # a copy: the experiment's results are applied to its workspace
+    shutil.copytree(tiny_pipeline["root"], root, symlinks=True)
+    proc = run(["dvc", "exp", "run", "-S", "fusion.sigma=3"], root, env=tiny_pipeline["env"])
     out = proc.stdout + proc.stderr
     assert "Running stage 'evaluate'" in out and "Running stage 'report'" in out
     for stage in ("prepare", "heatmaps", "train_xception", "train_unet", "predict"):

@@ -185,3 +185,17 @@ def test_ddp_two_processes(inputs, tmp_path):
     assert metrics["world_size"] == 2 and metrics["replicas_in_sync"] is True
     assert (tmp_path / "models" / "unet" / "model.pt").exists()
     assert len(pd.read_csv(tmp_path / "plots" / "train_unet_loss.csv")) == 1
+
+
+def test_heatmap_bce_keeps_the_optimum_and_weights_the_peaks():
+    from lmfusion.train import HeatmapBCE
+
+    target = torch.zeros(1, 2, 8, 8)
+    target[0, 0, 3, 3], target[0, 0, 3, 4] = 1.0, 0.6
+    logits = torch.logit(target.clamp(1e-4, 1 - 1e-4)).requires_grad_()  # p = target: the optimum
+    HeatmapBCE(50.0)(logits, target).backward()
+    assert logits.grad.abs().max() < 1e-3  # weighting does not move the optimum
+    zeros = torch.zeros(1, 2, 8, 8)
+    plain = torch.nn.BCEWithLogitsLoss()(zeros, target)
+    assert torch.allclose(HeatmapBCE(0.0)(zeros, target), plain)  # 0 is the paper's plain BCE
+    assert HeatmapBCE(50.0)(zeros, target) > plain  # the peaks count more

@@ -143,9 +143,11 @@ class UnetConfig(TrainConfig):
     encoder: str = "resnet18"
     encoder_depth: int = 5
     decoder_channels: tuple[int, ...] = (128, 64, 32, 16, 16)
+    peak_weight: float = 0.0  # BCE pixel weight 1 + peak_weight x target; 0 = the paper's plain BCE
 
     def validate(self, s: str) -> None:
         super().validate(s)
+        _check(0 <= self.peak_weight <= 1e4, f"{s}.peak_weight", "in 0..10000 (0 = plain BCE)", self.peak_weight)
         _check(3 <= self.encoder_depth <= 5, f"{s}.encoder_depth", "in 3..5", self.encoder_depth)
         _check(len(self.decoder_channels) == self.encoder_depth and min(self.decoder_channels) >= 1,
                f"{s}.decoder_channels", f"{self.encoder_depth} positive integers (one per encoder stage)",

@@ -7,6 +7,7 @@ Nothing is downloaded: weights come only from local files named in params.
 from __future__ import annotations
 
 import difflib
+import math
 import inspect
 import logging
 import os
@@ -22,6 +23,9 @@ from lmfusion.io import atomic_path
 log = logging.getLogger("lmfusion")
 
 KINDS = ("regressor", "heatmap")
+# initial output logit of the heatmap nets: probability 0.01. From scratch, a net starting at 0.5 everywhere spends
+# its first epochs only pushing the background down before any landmark peak forms.
+HEATMAP_PRIOR_LOGIT = math.log(0.01 / 0.99)
 
 
 class CoordinateRegressor(nn.Module):
@@ -107,6 +111,9 @@ def build_heatmap_net(arch: str, encoder: str, n_landmarks: int, encoder_depth: 
                          f"{encoder_depth} cannot be built: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
                          ) from None
     encoder_module = net.encoder
+    head = [m for m in net.segmentation_head.modules() if isinstance(m, nn.Conv2d)][-1]
+    if head.bias is not None:  # start at "background everywhere", as a sparse map mostly is
+        nn.init.constant_(head.bias, HEATMAP_PRIOR_LOGIT)
     try:
         side = _probe(net, 64)
     except RuntimeError as e:
