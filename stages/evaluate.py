@@ -20,6 +20,7 @@ from lmfusion.config import as_dict, load_params
 from lmfusion.data.prepared import load_prepared
 from lmfusion.evaluation import decode_split, fit_sigma, load_split, method_metrics, sdr_curve
 from lmfusion.io import atomic_path, write_json
+from lmfusion.metrics import radius_key
 from lmfusion.predict import METHODS, sigma_to_json
 from lmfusion.stage import stage_main
 
@@ -67,7 +68,7 @@ def main() -> None:
     write_json(args.run_json, run_ids)
 
     t = results["test"]
-    key = f"{ecfg.target_radius:g}mm"
+    key = radius_key(ecfg.target_radius)
     print("test SDR@" + key + ": " + ", ".join(f"{m} {t[m]['sdr'][key]:.3f}" for m in METHODS)
           + f"; fallbacks {t['fallbacks']}/{t['landmarks']}")
 

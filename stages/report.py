@@ -19,6 +19,7 @@ from lmfusion.data.prepared import load_prepared
 from lmfusion.errors import DataError
 from lmfusion.evaluation import load_split
 from lmfusion.io import atomic_path
+from lmfusion.metrics import radius_key
 from lmfusion.predict import read_sigma
 from lmfusion.stage import stage_main
 
@@ -55,7 +56,7 @@ def main() -> None:
     data = load_prepared(args.prepared, names)
     val, test = load_split(args.predictions, "val", data), load_split(args.predictions, "test", data)
     radius = ecfg.target_radius
-    key = f"{radius:g}mm"
+    key = radius_key(radius)
 
     sigma_hm = read_sigma(Path(args.fusion_json))
     auto = sigma_hm if fcfg.sigma == "auto" else None

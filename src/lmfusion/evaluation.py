@@ -83,7 +83,7 @@ def method_metrics(decoded: Decoded, split: SplitOutputs, names: tuple[str, ...]
     out: dict = {}
     for m in METHODS:
         out[m] = metrics.summarize(decoded.xy[m], split.truth, split.spacing, names, cfg.radii)
-    key = f"{cfg.target_radius:g}mm"
+    key = metrics.radius_key(cfg.target_radius)
     direct, fused = out["direct"]["sdr"][key], out["fused"]["sdr"][key]
     out["fused_vs_direct"] = {
         "radius_mm": cfg.target_radius,

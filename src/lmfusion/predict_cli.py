@@ -122,14 +122,11 @@ def run_predict(args: argparse.Namespace) -> int:
             if spacing is None:
                 log.warning("%s: no pixel spacing (use --spacing); assuming 1.0 mm", item.source)
             prediction = predictor.predict(pixels, spacing)
-        except LmfusionError as e:
+        except (LmfusionError, MemoryError, cv2.error, ValueError) as e:
+            # our errors name the file already; others get it prefixed
+            message = str(e) if isinstance(e, LmfusionError) else f"{item.source}: {type(e).__name__}: {e}"
             failures += 1
-            tqdm.write(f"error: {e}", file=sys.stderr)
-            rows.append({"name": item.name, "input": str(item.source), "status": "error", "error": str(e)})
-            continue
-        except (MemoryError, cv2.error, ValueError) as e:
-            failures += 1
-            tqdm.write(f"error: {item.source}: {type(e).__name__}: {e}", file=sys.stderr)
+            tqdm.write(f"error: {message}", file=sys.stderr)
             rows.append({"name": item.name, "input": str(item.source), "status": "error", "error": str(e)})
             continue
         record = {**info, "image_size": [int(pixels.shape[1]), int(pixels.shape[0])], **prediction.to_dict()}

@@ -38,8 +38,8 @@ def method_table(results: dict, radii: Sequence[float]) -> str:
     rows = []
     for m in METHODS:
         r = results[m]
-        rows.append([LABELS[m], *[pct(r["sdr"][f"{x:g}mm"]) for x in radii], f"{r['mre_mm']:.2f} ± {r['sd_mm']:.2f}",
-                     r["wrong_level"]])
+        rates = [pct(r["sdr"][metrics.radius_key(x)]) for x in radii]
+        rows.append([LABELS[m], *rates, f"{r['mre_mm']:.2f} ± {r['sd_mm']:.2f}", r["wrong_level"]])
     return table(header, rows)
 
 

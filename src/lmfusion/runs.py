@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lmfusion import tracking
+from lmfusion.metrics import radius_key
 
 log = logging.getLogger("lmfusion")
 
@@ -108,7 +109,7 @@ def heatmap_model_runs(radius: float) -> list[dict]:
     """The latest evaluation of each heatmap model (architecture, encoder, input size) in the MLflow store."""
     if not tracking.enabled():
         return []
-    key = f"{radius:g}mm"
+    key = radius_key(radius)
     try:
         c = tracking.client()
         exp_id = tracking.ensure_experiment()
