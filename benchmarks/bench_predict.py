@@ -21,9 +21,9 @@ from lmfusion.data.datasets import to_input
 from lmfusion.data.dicom import read_dicom
 from lmfusion.data.prepared import load_prepared
 from lmfusion.io import write_json
-from lmfusion.plots import write_png
-from lmfusion.predict import LandmarkPredictor, Prediction, decode_outputs, quality_flags
-from lmfusion.predict_cli import overlay
+from lmfusion.drawing import write_png
+from lmfusion.api import LandmarkPredictor, Prediction, quality_flags
+from lmfusion.cli_predict import overlay
 
 
 def main() -> None:
@@ -55,8 +55,7 @@ def main() -> None:
             steps["heatmap_net"].append(time.perf_counter() - t)
             t = time.perf_counter()
             h, w = img.pixels.shape
-            dec = decode_outputs(coords, heatmaps, np.array([[w, h]], np.float64), predictor.sigma_hm,
-                                 predictor.fusion.min_product)
+            dec = predictor.decoder.decode(coords, heatmaps, np.array([[w, h]], np.float64))
             steps["fusion"].append(time.perf_counter() - t)
             t = time.perf_counter()
             xy, conf = dec.xy["fused"][0], dec.confidence[0]

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from lmfusion import distributed, train
+from lmfusion.training import distributed
+from lmfusion.training import loop as train
 from lmfusion.config import load_params
 from lmfusion.data.datasets import HeatmapDataset, RegressorDataset, to_input
 from lmfusion.heatmaps import encode

@@ -1,6 +1,6 @@
 """Stage evaluate: fusion and every decoder on the cached network outputs; metrics in mm, plots, fitted sigma.
 
-    python stages/evaluate.py PREPARED_DIR PREDICTIONS_DIR FUSION_JSON METRICS_JSON PLOTS_DIR RUN_JSON
+    python stages/evaluate.py PREPARED_DIR OUTPUTS_DIR FUSION_JSON METRICS_JSON PLOTS_DIR RUN_JSON
         [--params params.yaml]
 
 Reads only cached outputs and the fusion / evaluate params, so changing a fusion param reruns this stage and the
@@ -15,20 +15,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lmfusion import figures, runs
-from lmfusion.config import as_dict, load_params
-from lmfusion.data.prepared import load_prepared
-from lmfusion.evaluation import decode_split, fit_sigma, load_split, method_metrics, sdr_curve
+from lmfusion import evaluation_figures, runs
+from lmfusion.config import EvaluateConfig, as_dict, load_params
+from lmfusion.data.prepared import Prepared, load_prepared
+from lmfusion.decode import METHODS, Decoded, LandmarkDecoder
+from lmfusion.evaluation import SplitOutputs, decode_split, fit_decoder, load_metas, load_split, method_metrics, sdr_curve
 from lmfusion.io import atomic_path, write_json
 from lmfusion.metrics import radius_key
-from lmfusion.predict import METHODS, sigma_to_json
 from lmfusion.stage import stage_main
 
 
 @stage_main
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for name in ("prepared", "predictions", "fusion_json", "metrics_json", "plots_dir", "run_json"):
+    for name in ("prepared", "outputs", "fusion_json", "metrics_json", "plots_dir", "run_json"):
         ap.add_argument(name)
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args()
@@ -36,41 +36,48 @@ def main() -> None:
     p = load_params(args.params, ("base", "fusion", "evaluate"))
     names, fcfg, ecfg = tuple(p["base"].landmarks), p["fusion"], p["evaluate"]
     data = load_prepared(args.prepared, names)
-    val = load_split(args.predictions, "val", data)
-    test = load_split(args.predictions, "test", data)
+    val = load_split(args.outputs, "val", data)
+    test = load_split(args.outputs, "test", data)
 
-    sigma_hm, fit = fit_sigma(val, fcfg, ecfg.target_radius)
-    results = {"val": method_metrics(decode_split(val, sigma_hm, fcfg.min_product), val, names, ecfg)}
-    decoded = decode_split(test, sigma_hm, fcfg.min_product)
+    decoder, fit = fit_decoder(val, fcfg, ecfg.target_radius)
+    results = {"val": method_metrics(decode_split(val, decoder), val, names, ecfg)}
+    decoded = decode_split(test, decoder)
     results["test"] = method_metrics(decoded, test, names, ecfg)
-    results["fusion_sigma_hm"] = [round(s, 4) if isinstance(s, float) else s for s in sigma_to_json(sigma_hm)]
-
-    write_json(args.fusion_json, {"sigma_hm": sigma_to_json(sigma_hm), "names": list(names),
-                                  "min_product": fcfg.min_product, "fit": fit})
-
-    # plots: SDR against radius and per-landmark MRE as DVC plot data, figures as PNG
-    radii = np.round(np.arange(0.0, 20.01, 0.5), 2)
-    curves = sdr_curve(decoded, test, radii)
-    sdr_table = pd.DataFrame({"radius_mm": radii, **curves})
-    per_landmark = pd.DataFrame(
-        [{"landmark": n, **{m: results["test"][m]["per_landmark"][n]["mre_mm"] for m in METHODS}} for n in names])
-    with atomic_path(args.plots_dir, is_dir=True) as tmp:
-        sdr_table.to_csv(tmp / "sdr.csv", index=False, float_format="%.4f")
-        per_landmark.to_csv(tmp / "per_landmark_mre.csv", index=False, float_format="%.4f")
-        figures.evaluation_figures(tmp, data=data, split=test, decoded=decoded, sigma_hm=sigma_hm, names=names,
-                                   curves=curves, radii=radii, per_landmark=per_landmark, cfg=ecfg)
+    sigma_json = decoder.to_dict()["sigma_hm"]
+    results["fusion_sigma_hm"] = [round(s, 4) if isinstance(s, float) else s for s in sigma_json]
+    write_json(args.fusion_json, {"sigma_hm": sigma_json, "names": list(names), "min_product": decoder.min_product,
+                                  "fit": fit})
+    _write_plots(Path(args.plots_dir), data=data, test=test, decoded=decoded, decoder=decoder, results=results,
+                 names=names, cfg=ecfg)
     write_json(args.metrics_json, results)
 
     run_ids = runs.log_evaluation(
         params={**{f"fusion.{k}": v for k, v in as_dict(fcfg).items()},
                 **{f"evaluate.{k}": v for k, v in as_dict(ecfg).items()}},
-        results=results, root=Path(args.params).resolve().parent, artifacts=[Path(args.plots_dir)])
+        results=results, root=Path(args.params).resolve().parent, artifacts=[Path(args.plots_dir)],
+        metas=load_metas(args.outputs))
     write_json(args.run_json, run_ids)
 
     t = results["test"]
     key = radius_key(ecfg.target_radius)
     print("test SDR@" + key + ": " + ", ".join(f"{m} {t[m]['sdr'][key]:.3f}" for m in METHODS)
           + f"; fallbacks {t['fallbacks']}/{t['landmarks']}")
+
+
+def _write_plots(plots_dir: Path, *, data: Prepared, test: SplitOutputs, decoded: Decoded, decoder: LandmarkDecoder,
+                 results: dict, names: tuple[str, ...], cfg: EvaluateConfig) -> None:
+    """SDR against radius and per-landmark MRE as DVC plot data (CSV), the figures as PNG."""
+    radii = np.round(np.arange(0.0, 20.01, 0.5), 2)
+    curves = sdr_curve(decoded, test, radii)
+    sdr_table = pd.DataFrame({"radius_mm": radii, **curves})
+    per_landmark = pd.DataFrame(
+        [{"landmark": n, **{m: results["test"][m]["per_landmark"][n]["mre_mm"] for m in METHODS}} for n in names])
+    with atomic_path(plots_dir, is_dir=True) as tmp:
+        sdr_table.to_csv(tmp / "sdr.csv", index=False, float_format="%.4f")
+        per_landmark.to_csv(tmp / "per_landmark_mre.csv", index=False, float_format="%.4f")
+        evaluation_figures.evaluation_figures(tmp, data=data, split=test, decoded=decoded, sigma_hm=decoder.sigma_hm,
+                                              names=names, curves=curves, radii=radii, per_landmark=per_landmark,
+                                              cfg=cfg)
 
 
 if __name__ == "__main__":

@@ -12,21 +12,21 @@ resumed from when it matches the params and data. Also runs under `torchrun --np
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
-from lmfusion.train import HeatmapBCE
 
-from lmfusion.config import as_dict, load_params
+from lmfusion.config import load_params
 from lmfusion.data.augment import preview_image
 from lmfusion.data.datasets import HeatmapDataset
 from lmfusion.data.prepared import load_prepared
 from lmfusion.errors import DataError
 from lmfusion.stage import stage_main
-from lmfusion.train_stage import StageOutputs, run_training
+from lmfusion.training.job import TrainJob, flat_params, stage_arguments, train_stage, training_splits
+from lmfusion.training.losses import HeatmapBCE
 
 STAGE = "train_unet"
+SECTIONS = ("base", "augment", "heatmap", STAGE)
 
 
 def load_targets(heatmaps_dir: str, n: int, k: int, size: int) -> np.ndarray:
@@ -46,20 +46,12 @@ def load_targets(heatmaps_dir: str, n: int, k: int, size: int) -> np.ndarray:
 
 @stage_main
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for name in ("prepared", "heatmaps", "model_dir", "checkpoint", "metrics_json", "loss_csv", "augment_png"):
-        ap.add_argument(name)
-    ap.add_argument("--params", default="params.yaml")
-    args = ap.parse_args()
-
-    sections = ("base", "augment", "heatmap", STAGE)
-    p = load_params(args.params, sections)
+    args, outputs = stage_arguments(__doc__, ("prepared", "heatmaps"))
+    p = load_params(args.params, SECTIONS)
     base, aug, cfg, sigma = p["base"], p["augment"], p[STAGE], p["heatmap"].sigma
     names = tuple(base.landmarks)
     data = load_prepared(args.prepared, names)
-    train_idx, val_idx = data.split_indices("train"), data.split_indices("val")
-    if len(train_idx) == 0 or len(val_idx) == 0:
-        raise DataError(f"{args.prepared}: needs train and val studies, has {len(train_idx)} and {len(val_idx)}")
+    train_idx, val_idx = training_splits(data, args.prepared)
     images = data.unet  # (N, S, S) uint8
     size = images.shape[-1]
     xy = data.landmarks_at(size)  # (N, K, 2) U-Net input pixels
@@ -70,9 +62,8 @@ def main() -> None:
         return preview_image(images[train_idx[:8]], xy[train_idx[:8]], aug, np.random.default_rng(base.seed),
                              names=names)
 
-    params = {f"{s}.{k}": v for s in sections for k, v in as_dict(p[s]).items()}
     train_aug = aug if (aug.translate or aug.rotate or aug.scale) else None
-    metrics = run_training(
+    train_stage(TrainJob(
         stage=STAGE, kind="heatmap",
         builder={"arch": cfg.arch, "encoder": cfg.encoder, "n_landmarks": len(names),
                  "encoder_depth": cfg.encoder_depth, "decoder_channels": list(cfg.decoder_channels)},
@@ -80,15 +71,9 @@ def main() -> None:
         train_set=HeatmapDataset(images[train_idx], xy[train_idx], sigma, aug=train_aug, seed=base.seed,
                                  targets=None if train_aug else np.asarray(targets[train_idx])),
         val_set=HeatmapDataset(images[val_idx], xy[val_idx], sigma, aug=None, seed=base.seed, targets=val_targets),
-        cfg=cfg, seed=base.seed, params=params,
+        cfg=cfg, seed=base.seed, params=flat_params(p, SECTIONS),
         data_arrays=[images[train_idx], images[val_idx], xy[train_idx], xy[val_idx], val_targets],
-        names=names, input_size=size,
-        outputs=StageOutputs(Path(args.model_dir), Path(args.checkpoint), Path(args.metrics_json),
-                             Path(args.loss_csv), Path(args.augment_png)),
-        preview=preview)
-    if metrics is not None:
-        print(f"{STAGE}: best val loss {metrics['best_val_loss']:.5g} at epoch {metrics['best_epoch']}/"
-              f"{metrics['epochs_run']}, {metrics['seconds_per_epoch']:.1f} s/epoch -> {args.model_dir}")
+        names=names, input_size=size, preview=preview, script=Path(__file__)), outputs)
 
 
 if __name__ == "__main__":

@@ -11,39 +11,31 @@ updated after every epoch and resumed from when it matches the params and data. 
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 from torch import nn
 
-from lmfusion.config import as_dict, load_params
+from lmfusion.config import load_params
 from lmfusion.coords import from_norm
 from lmfusion.data.augment import preview_image
 from lmfusion.data.datasets import RegressorDataset
 from lmfusion.data.prepared import load_prepared
-from lmfusion.errors import DataError
 from lmfusion.stage import stage_main
-from lmfusion.train_stage import StageOutputs, run_training
+from lmfusion.training.job import TrainJob, flat_params, stage_arguments, train_stage, training_splits
 
 STAGE = "train_xception"
+SECTIONS = ("base", "augment", STAGE)
 
 
 @stage_main
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for name in ("prepared", "model_dir", "checkpoint", "metrics_json", "loss_csv", "augment_png"):
-        ap.add_argument(name)
-    ap.add_argument("--params", default="params.yaml")
-    args = ap.parse_args()
-
-    p = load_params(args.params, ("base", "augment", STAGE))
+    args, outputs = stage_arguments(__doc__, ("prepared",))
+    p = load_params(args.params, SECTIONS)
     base, aug, cfg = p["base"], p["augment"], p[STAGE]
     names = tuple(base.landmarks)
     data = load_prepared(args.prepared, names)
-    train_idx, val_idx = data.split_indices("train"), data.split_indices("val")
-    if len(train_idx) == 0 or len(val_idx) == 0:
-        raise DataError(f"{args.prepared}: needs train and val studies, has {len(train_idx)} and {len(val_idx)}")
+    train_idx, val_idx = training_splits(data, args.prepared)
     images, targets = data.regressor, data.landmarks_norm  # (N, S, S) uint8, (N, K, 2)
     size = images.shape[-1]
 
@@ -52,22 +44,15 @@ def main() -> None:
         return preview_image(images[train_idx[:8]], xy, aug, np.random.default_rng(base.seed), names=names)
 
     train_aug = aug if (aug.translate or aug.rotate or aug.scale) else None
-    params = {f"{s}.{k}": v for s in ("base", "augment", STAGE) for k, v in as_dict(p[s]).items()}
-    metrics = run_training(
+    train_stage(TrainJob(
         stage=STAGE, kind="regressor",
         builder={"model": cfg.model, "n_landmarks": len(names), "dropout": cfg.dropout},
         loss_fn=nn.MSELoss(),
         train_set=RegressorDataset(images[train_idx], targets[train_idx], aug=train_aug, seed=base.seed),
         val_set=RegressorDataset(images[val_idx], targets[val_idx], aug=None, seed=base.seed),
-        cfg=cfg, seed=base.seed, params=params,
+        cfg=cfg, seed=base.seed, params=flat_params(p, SECTIONS),
         data_arrays=[images[train_idx], images[val_idx], targets[train_idx], targets[val_idx]],
-        names=names, input_size=size,
-        outputs=StageOutputs(Path(args.model_dir), Path(args.checkpoint), Path(args.metrics_json),
-                             Path(args.loss_csv), Path(args.augment_png)),
-        preview=preview)
-    if metrics is not None:
-        print(f"{STAGE}: best val loss {metrics['best_val_loss']:.5g} at epoch {metrics['best_epoch']}/"
-              f"{metrics['epochs_run']}, {metrics['seconds_per_epoch']:.1f} s/epoch -> {args.model_dir}")
+        names=names, input_size=size, preview=preview, script=Path(__file__)), outputs)
 
 
 if __name__ == "__main__":

@@ -116,3 +116,10 @@ def test_stage_with_bad_param_exits_2_with_one_line(tmp_path: Path) -> None:
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: param prepare.unet_size: must be a multiple of 32")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("section", list(SECTIONS))
+def test_dataclass_defaults_equal_params_yaml(section: str) -> None:
+    """params.yaml is the source of every default: deleting a key must not change the experiment."""
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    assert parse_section(section, {}) == parse_section(section, raw[section])

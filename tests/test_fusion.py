@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from lmfusion import fusion
-from lmfusion.errors import DataError, ParamError
+from lmfusion.errors import ParamError
 from lmfusion.heatmaps import decode, encode
 
 H = W = 64
@@ -94,26 +94,6 @@ def test_subpixel_refinement_of_the_product_recovers_the_peak() -> None:
     fine = fusion.fuse(hm, mu_p[None, None], s_p, 1e-4, subpixel=True).xy_hm[0, 0]
     assert np.abs(fine - expected).max() < 0.1
     assert np.abs(fine - expected).max() < np.abs(coarse - expected).max()
-
-
-def test_fuse_methods_gives_every_method_and_is_chunk_invariant(monkeypatch: pytest.MonkeyPatch) -> None:
-    hm, xy_reg = _random_case(n=5, k=3, seed=1)
-    sigma = np.array([2.0, 3.0, 5.0])
-    out = fusion.fuse_methods(hm, xy_reg, sigma, 1e-4)
-    assert set(out.xy) == {"direct", "argmax", "argmax_subpixel", "fused", "fused_subpixel"}
-    assert all(v.shape == (5, 3, 2) for v in out.xy.values()) and out.fallback.shape == (5, 3)
-    np.testing.assert_array_equal(out.xy["direct"], xy_reg)
-    np.testing.assert_array_equal(out.xy["argmax"], decode(hm)[0])
-    np.testing.assert_array_equal(out.xy["argmax_subpixel"], decode(hm, subpixel=True)[0])
-    np.testing.assert_array_equal(out.xy["fused"], fusion.fuse(hm, xy_reg, sigma, 1e-4).xy_hm)
-    np.testing.assert_array_equal(out.xy["fused_subpixel"], fusion.fuse(hm, xy_reg, sigma, 1e-4, True).xy_hm)
-    assert out.fallbacks == int(out.fallback.sum())
-    monkeypatch.setattr(fusion, "CHUNK_ELEMENTS", H * W * 3 * 2)  # two images per chunk
-    small = fusion.fuse_methods(hm, xy_reg, sigma, 1e-4)
-    for m in out.xy:
-        np.testing.assert_array_equal(small.xy[m], out.xy[m])
-    with pytest.raises(DataError, match="do not match"):
-        fusion.fuse_methods(hm, xy_reg[:, :2], sigma, 1e-4)
 
 
 def test_residual_sigma_is_the_per_axis_rms_with_a_floor() -> None:

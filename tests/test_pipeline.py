@@ -11,7 +11,7 @@ from conftest import run
 
 pytestmark = pytest.mark.slow
 
-METHODS = ("direct", "argmax", "argmax_subpixel", "fused", "fused_subpixel")
+from lmfusion.decode import METHODS
 
 
 def test_repro_writes_metrics_plots_and_report(tiny_pipeline):
@@ -60,7 +60,7 @@ def test_fusion_param_reruns_only_evaluate_and_report(tiny_pipeline, tmp_path):
     proc = run(["dvc", "exp", "run", "-S", "fusion.sigma=3"], root, env=tiny_pipeline["env"])
     out = proc.stdout + proc.stderr
     assert "Running stage 'evaluate'" in out and "Running stage 'report'" in out
-    for stage in ("prepare", "heatmaps", "train_xception", "train_unet", "predict"):
+    for stage in ("prepare", "heatmaps", "train_xception", "train_unet", "infer"):
         assert f"Running stage '{stage}'" not in out, stage
     shown = json.loads(run(["dvc", "exp", "show", "--json"], root).stdout)
     assert '"sigma": 3' in json.dumps(shown)  # the experiment with fusion.sigma=3 is recorded

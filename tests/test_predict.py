@@ -87,13 +87,13 @@ def test_missing_model_is_one_line_error(tiny_pipeline, tmp_path):
 def test_api_matches_the_evaluate_stage(tiny_pipeline):
     from lmfusion import LandmarkPredictor
     from lmfusion.data.prepared import load_prepared
+    from lmfusion.decode import LandmarkDecoder
     from lmfusion.evaluation import decode_split, load_split
-    from lmfusion.predict import read_sigma
 
     root = tiny_pipeline["root"]
     data = load_prepared(root / "build" / "prepared", tuple(NAMES))
-    test = load_split(root / "build" / "predictions", "test", data)
-    decoded = decode_split(test, read_sigma(root / "models" / "fusion.json"), 1e-4)
+    test = load_split(root / "build" / "outputs", "test", data)
+    decoded = decode_split(test, LandmarkDecoder.load(root / "models" / "fusion.json"))
     predictor = LandmarkPredictor.from_pipeline(root)
     row = int(test.rows[0])
     image = read_dicom(root / "data" / data.index["source"].iloc[row])

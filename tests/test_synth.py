@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from lmfusion.config import LANDMARKS
-from lmfusion.data import mri, phantom, phantom_spine, synth
+from lmfusion.data import synth
+from lmfusion.data.synth import mri, phantom
+from lmfusion.data.synth import spine as phantom_spine
 from lmfusion.data.dicom import read_dicom, read_header
 from lmfusion.data.series import choose_mid_sagittal_t2
 from lmfusion.errors import DataError, ParamError

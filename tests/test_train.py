@@ -16,7 +16,7 @@ import torch
 import yaml
 from torch import nn
 
-from lmfusion import train
+from lmfusion.training import loop as train
 from lmfusion.config import AugmentConfig, TrainConfig, XceptionConfig
 from lmfusion.coords import rescale
 from lmfusion.data.datasets import HeatmapDataset, RegressorDataset
@@ -188,7 +188,7 @@ def test_ddp_two_processes(inputs, tmp_path):
 
 
 def test_heatmap_bce_keeps_the_optimum_and_weights_the_peaks():
-    from lmfusion.train import HeatmapBCE
+    from lmfusion.training.losses import HeatmapBCE
 
     target = torch.zeros(1, 2, 8, 8)
     target[0, 0, 3, 3], target[0, 0, 3, 4] = 1.0, 0.6

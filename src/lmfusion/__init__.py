@@ -16,7 +16,7 @@ from lmfusion.errors import LmfusionError
 def __getattr__(name: str) -> Any:
     # torch loads only when the predictor is asked for, so `import lmfusion.config` stays fast
     if name in ("LandmarkPredictor", "Prediction"):
-        from lmfusion import predict
+        from lmfusion import api
 
-        return getattr(predict, name)
+        return getattr(api, name)
     raise AttributeError(f"module 'lmfusion' has no attribute {name!r}")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 
 from lmfusion.io import atomic_path
-from lmfusion.plots import COLORS
+from lmfusion.drawing import COLORS
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from lmfusion.config import LANDMARKS
+from lmfusion.decode import METHODS
 from lmfusion.errors import LmfusionError
 from lmfusion.stage import stage_main
 
@@ -20,7 +21,7 @@ def _synth(args: argparse.Namespace) -> int:
                             "(nothing is overwritten)")
     summary = synth.write_dataset(out, n=args.n, seed=args.seed, names=LANDMARKS)
     if args.montage:
-        from lmfusion.plots import write_png
+        from lmfusion.drawing import write_png
 
         write_png(args.montage, synth.montage_image(out, count=16, names=LANDMARKS))
     print(f"wrote {args.n} synthetic studies to {out} ({summary})")
@@ -28,7 +29,7 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from lmfusion.predict_cli import run_predict  # torch and the models load only for this command
+    from lmfusion.cli_predict import run_predict  # torch and the models load only for this command
 
     return run_predict(args)
 
@@ -39,7 +40,7 @@ def _add_predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder for the JSON files, overlays and summary.csv")
     p.add_argument("--pipeline", default=".", help="pipeline folder holding params.yaml and models/ (default: .)")
     p.add_argument("--mlflow-uri", help="load the pipeline from an MLflow artifact URI instead (runs:/<id>/pipeline)")
-    p.add_argument("--method", choices=("direct", "argmax", "fused"), default="fused")
+    p.add_argument("--method", choices=METHODS, default="fused")
     p.add_argument("--sigma", type=float, help="fusion prior sigma in heatmap pixels (default: fusion.sigma)")
     p.add_argument("--spacing", type=float, nargs="+", metavar="MM",
                    help="pixel spacing (x [y]) in mm for images without it (PNG/JPG/TIF); default 1.0 with a warning")

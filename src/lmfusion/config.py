@@ -1,5 +1,9 @@
 """params.yaml sections as frozen dataclasses.
 
+params.yaml is where a default is read; each section's dataclass defaults equal its values there
+(tests/test_config.py checks), so a key deleted from params.yaml leaves the experiment as it was. TrainConfig's own
+defaults serve only the training loop used on its own (tests, benchmarks); both training sections override them.
+
 Every stage loads only the sections it declares in dvc.yaml. Loading rejects unknown keys, wrong types and
 out-of-range values with a ParamError whose message names the key (`section.key`) and what is allowed.
 """
@@ -131,6 +135,9 @@ class TrainConfig:
 class XceptionConfig(TrainConfig):
     model: str = "legacy_xception"  # any timm model name
     dropout: float = 0.2
+    epochs: int = 40
+    lr: float = 3e-4
+    scheduler: Literal["none", "cosine", "onecycle"] = "onecycle"
 
     def validate(self, s: str) -> None:
         super().validate(s)
@@ -143,7 +150,10 @@ class UnetConfig(TrainConfig):
     encoder: str = "resnet18"
     encoder_depth: int = 5
     decoder_channels: tuple[int, ...] = (128, 64, 32, 16, 16)
-    peak_weight: float = 0.0  # BCE pixel weight 1 + peak_weight x target; 0 = the paper's plain BCE
+    peak_weight: float = 50.0  # BCE pixel weight 1 + peak_weight x target; 0 = the paper's plain BCE
+    epochs: int = 25
+    lr: float = 1e-3
+    scheduler: Literal["none", "cosine", "onecycle"] = "onecycle"
 
     def validate(self, s: str) -> None:
         super().validate(s)

@@ -5,6 +5,7 @@ Legend: N images, K landmarks, H x W heatmap pixels.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,12 +17,12 @@ from lmfusion.config import EvaluateConfig, FusionConfig
 from lmfusion.coords import from_norm, rescale
 from lmfusion.data.prepared import Prepared
 from lmfusion.errors import DataError
-from lmfusion.predict import METHODS, Decoded, decode_outputs
+from lmfusion.decode import METHODS, Decoded, LandmarkDecoder
 
 
 @dataclass(frozen=True)
 class SplitOutputs:
-    """Cached outputs of the predict stage for one split, with the matching ground truth."""
+    """Cached outputs of the infer stage for one split, with the matching ground truth."""
 
     rows: np.ndarray  # (N,) indices into the prepared data
     coords_norm: np.ndarray  # (N, K, 2)
@@ -55,27 +56,36 @@ def load_split(predictions_dir: str | os.PathLike, split: str, data: Prepared) -
         with np.load(path) as z:
             rows, coords, heatmaps = z["rows"], z["coords_norm"], z["heatmaps"]
     except (OSError, KeyError, ValueError) as e:
-        raise DataError(f"{path}: missing or unreadable predictions ({e}); run the predict stage") from None
+        raise DataError(f"{path}: missing or unreadable predictions ({e}); run the infer stage") from None
     if len(rows) and rows.max() >= len(data.index):
-        raise DataError(f"{path}: rows do not match the prepared data; rerun predict (dvc repro)")
+        raise DataError(f"{path}: rows do not match the prepared data; rerun infer (dvc repro)")
     return SplitOutputs(rows=rows, coords_norm=coords, heatmaps=heatmaps, truth=data.landmarks[rows],
                         sizes=data.sizes[rows], spacing=data.spacing[rows])
 
 
-def fit_sigma(val: SplitOutputs, cfg: FusionConfig, target_radius: float) -> tuple[np.ndarray, dict]:
-    """(K,) prior sigma in heatmap pixels: the fixed param, or `auto` fitted on the validation split."""
+def load_metas(outputs_dir: str | os.PathLike) -> dict[str, dict]:
+    """The trained models' metas as the infer stage recorded them ({} when missing: nothing to link)."""
+    try:
+        return json.loads((Path(outputs_dir) / "networks.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def fit_decoder(val: SplitOutputs, cfg: FusionConfig, target_radius: float) -> tuple[LandmarkDecoder, dict]:
+    """The decoder with its prior sigma: the fixed param, or `auto` fitted on the validation split; and the fit."""
     k = val.coords_norm.shape[1]
     if cfg.sigma != "auto":
-        return np.full(k, float(cfg.sigma)), {"mode": "fixed", "sigma_hm": float(cfg.sigma)}
+        fixed = LandmarkDecoder(np.full(k, float(cfg.sigma)), cfg.min_product)
+        return fixed, {"mode": "fixed", "sigma_hm": float(cfg.sigma)}
     if len(val.rows) == 0:
         raise DataError("fusion.sigma is auto but the validation split is empty; set prepare.val_size >= 1")
     sigma, table = fusion.auto_sigma(val.heatmaps, val.regressed_hm(), val.truth_hm(), val.mm_per_hm_px(),
                                      cfg.auto_scales, target_radius, cfg.min_product)
-    return np.asarray(sigma, dtype=np.float64), {"mode": "auto", "candidates": table}
+    return LandmarkDecoder(np.asarray(sigma, dtype=np.float64), cfg.min_product), {"mode": "auto", "candidates": table}
 
 
-def decode_split(split: SplitOutputs, sigma_hm: np.ndarray, min_product: float) -> Decoded:
-    return decode_outputs(split.coords_norm, split.heatmaps, split.sizes, sigma_hm, min_product)
+def decode_split(split: SplitOutputs, decoder: LandmarkDecoder) -> Decoded:
+    return decoder.decode(split.coords_norm, split.heatmaps, split.sizes)
 
 
 def method_metrics(decoded: Decoded, split: SplitOutputs, names: tuple[str, ...], cfg: EvaluateConfig) -> dict:

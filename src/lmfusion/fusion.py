@@ -17,7 +17,6 @@ from lmfusion import heatmaps as hmc
 from lmfusion.coords import radial_mm
 from lmfusion.errors import DataError, ParamError
 
-METHODS = ("direct", "argmax", "argmax_subpixel", "fused", "fused_subpixel")
 CHUNK_ELEMENTS = 1 << 22  # heatmap values decoded at once (16 MB of float32): bounded memory for any N
 MIN_RESIDUAL_PX = 0.5  # floor of the fitted residual sigma, so a near-perfect val split still gives a usable prior
 
@@ -29,20 +28,7 @@ class FusionResult:
     fallback: np.ndarray  # (..., K) True where the peak was below min_product and the regressed point was kept
 
 
-@dataclass(frozen=True)
-class FusedMethods:
-    """Every compared decoder's landmarks in heatmap pixels, with the fused product's diagnostics."""
-
-    xy: dict[str, np.ndarray]  # method -> (N, K, 2)
-    score: np.ndarray  # (N, K) peak of prior x heatmap
-    fallback: np.ndarray  # (N, K) bool
-
-    @property
-    def fallbacks(self) -> int:
-        return int(self.fallback.sum())
-
-
-def _sigma_vector(sigma: float | Sequence[float] | np.ndarray, k: int) -> np.ndarray:
+def sigma_vector(sigma: float | Sequence[float] | np.ndarray, k: int) -> np.ndarray:
     """(K,) float64 sigma; rejects negative or NaN values and a length that is not K."""
     s = np.asarray(sigma, dtype=np.float64)
     if s.ndim == 0:
@@ -64,7 +50,7 @@ def prior(xy_hm: np.ndarray, height: int, width: int, sigma: float | np.ndarray)
         (..., K, H, W) float32.
     """
     xy_hm = np.asarray(xy_hm, dtype=np.float64)
-    s = _sigma_vector(sigma, xy_hm.shape[-2])
+    s = sigma_vector(sigma, xy_hm.shape[-2])
     # encode's arithmetic broadcasts a (K, 1) sigma against its (..., K, W) and (..., K, H) profiles
     out = hmc.encode(xy_hm, height, width, np.where(s > 0, s, 1.0)[:, None])  # (..., K, H, W)
     if np.any(s == 0):
@@ -89,7 +75,7 @@ def _at(maps: np.ndarray, xy: np.ndarray) -> np.ndarray:
     return np.where(inside, vals, 0.0).astype(np.float64)
 
 
-def _decode_chunk(hm: np.ndarray, xy_reg: np.ndarray, s: np.ndarray, min_product: float, subpixel: bool
+def decode_chunk(hm: np.ndarray, xy_reg: np.ndarray, s: np.ndarray, min_product: float, subpixel: bool
                   ) -> dict[str, np.ndarray]:
     """Argmax and fused decoding of one chunk: hm (M, K, H, W) float32, xy_reg (M, K, 2), s (K,)."""
     m, k, h, w = hm.shape
@@ -106,7 +92,7 @@ def _decode_chunk(hm: np.ndarray, xy_reg: np.ndarray, s: np.ndarray, min_product
     return {"xy": xy, "xy_sub": xy_sub, "score": score, "fallback": fallback}
 
 
-def _check_shapes(heatmaps: np.ndarray, xy_reg_hm: np.ndarray) -> int:
+def check_shapes(heatmaps: np.ndarray, xy_reg_hm: np.ndarray) -> int:
     """K, after checking that (..., K, H, W) heatmaps and (..., K, 2) coordinates match."""
     if heatmaps.ndim < 3 or heatmaps.shape[:-2] != xy_reg_hm.shape[:-1] or xy_reg_hm.shape[-1:] != (2,):
         raise DataError(f"heatmaps {heatmaps.shape} and regressed coordinates {xy_reg_hm.shape} do not match: "
@@ -114,7 +100,7 @@ def _check_shapes(heatmaps: np.ndarray, xy_reg_hm: np.ndarray) -> int:
     return heatmaps.shape[-3]
 
 
-def _chunks(heatmaps: np.ndarray, xy_reg_hm: np.ndarray):
+def chunks(heatmaps: np.ndarray, xy_reg_hm: np.ndarray):
     """Yield (slice, float32 (M, K, H, W), (M, K, 2)) chunks of the flattened leading dimensions."""
     k, h, w = heatmaps.shape[-3:]
     hm = heatmaps.reshape(-1, k, h, w)
@@ -137,44 +123,14 @@ def fuse(heatmaps: np.ndarray, xy_reg_hm: np.ndarray, sigma: float | np.ndarray,
     """
     heatmaps = np.asarray(heatmaps)
     xy_reg_hm = np.asarray(xy_reg_hm, dtype=np.float64)
-    s = _sigma_vector(sigma, _check_shapes(heatmaps, xy_reg_hm))
+    s = sigma_vector(sigma, check_shapes(heatmaps, xy_reg_hm))
     lead = xy_reg_hm.shape[:-1]
     xy, score, fallback = np.empty(xy_reg_hm.shape), np.empty(lead), np.empty(lead, bool)
     xy_f, score_f, fb_f = xy.reshape(-1, *xy.shape[-2:]), score.reshape(-1, lead[-1]), fallback.reshape(-1, lead[-1])
-    for sl, hm, xr in _chunks(heatmaps, xy_reg_hm):
-        out = _decode_chunk(hm, xr, s, min_product, subpixel)
+    for sl, hm, xr in chunks(heatmaps, xy_reg_hm):
+        out = decode_chunk(hm, xr, s, min_product, subpixel)
         xy_f[sl], score_f[sl], fb_f[sl] = out["xy_sub"], out["score"], out["fallback"]
     return FusionResult(xy_hm=xy, score=score, fallback=fallback)
-
-
-def fuse_methods(heatmaps: np.ndarray, xy_reg_hm: np.ndarray, sigma: float | np.ndarray,
-                 min_product: float) -> FusedMethods:
-    """Every compared decoder in heatmap pixels (the one decode path of evaluation and prediction).
-
-    Args:
-        heatmaps: (N, K, H, W) probabilities.
-        xy_reg_hm: (N, K, 2) regressed landmarks in heatmap pixels.
-        sigma: fused prior sigma, one value or (K,).
-    Returns:
-        FusedMethods with xy for "direct", "argmax", "argmax_subpixel", "fused", "fused_subpixel".
-    """
-    heatmaps = np.asarray(heatmaps)
-    xy_reg_hm = np.asarray(xy_reg_hm, dtype=np.float64)
-    if heatmaps.ndim != 4:
-        raise DataError(f"expected heatmaps of shape (N, K, H, W), got {heatmaps.shape}")
-    k = _check_shapes(heatmaps, xy_reg_hm)
-    s = _sigma_vector(sigma, k)
-    n = len(xy_reg_hm)
-    xy = {m: np.empty((n, k, 2)) for m in METHODS}
-    xy["direct"] = xy_reg_hm.copy()
-    score, fallback = np.empty((n, k)), np.zeros((n, k), bool)
-    for sl, hm, xr in _chunks(heatmaps, xy_reg_hm):
-        xy["argmax"][sl], _ = hmc.argmax(hm)
-        xy["argmax_subpixel"][sl] = hmc.refine(hm, xy["argmax"][sl])
-        out = _decode_chunk(hm, xr, s, min_product, subpixel=True)
-        xy["fused"][sl], xy["fused_subpixel"][sl] = out["xy"], out["xy_sub"]
-        score[sl], fallback[sl] = out["score"], out["fallback"]
-    return FusedMethods(xy=xy, score=score, fallback=fallback)
 
 
 def residual_sigma(xy_reg_hm: np.ndarray, xy_true_hm: np.ndarray, floor: float = MIN_RESIDUAL_PX) -> np.ndarray:

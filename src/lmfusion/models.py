@@ -83,9 +83,8 @@ def _arch_class(arch: str) -> type:
     return cls
 
 
-def build_heatmap_net(arch: str, encoder: str, n_landmarks: int, encoder_depth: int = 5,
-                      decoder_channels: tuple[int, ...] | list[int] = (256, 128, 64, 32, 16),
-                      weights: str | None = None) -> nn.Module:
+def build_heatmap_net(arch: str, encoder: str, n_landmarks: int, encoder_depth: int,
+                      decoder_channels: tuple[int, ...] | list[int], weights: str | None = None) -> nn.Module:
     """A segmentation_models_pytorch net with one input channel and one output map per landmark.
 
     Forward: (N, 1, S, S) -> (N, K, S, S) logits (resized to the input where an architecture's output stride

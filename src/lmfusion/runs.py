@@ -19,18 +19,6 @@ from lmfusion.metrics import radius_key
 log = logging.getLogger("lmfusion")
 
 PIPELINE_FILES = ("params.yaml", "models/xception/model.pt", "models/unet/model.pt", "models/fusion.json")
-TRAINING = {"train_xception": "models/xception/model.pt", "train_unet": "models/unet/model.pt"}
-
-
-def _model_meta(path: Path) -> dict:
-    import torch
-
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False).get("meta", {})
-    except Exception:  # a missing or unreadable model only means nothing to link
-        return {}
-
-
 def flat_metrics(results: dict, prefix: str = "") -> dict[str, float]:
     """{"test.fused.sdr.8mm": 0.99, ...} from nested results; non-numbers are left out."""
     out: dict[str, float] = {}
@@ -44,8 +32,13 @@ def flat_metrics(results: dict, prefix: str = "") -> dict[str, float]:
     return out
 
 
-def log_evaluation(*, params: dict[str, Any], results: dict, root: Path, artifacts: list[Path]) -> dict:
-    """Log the evaluate run under a new pipeline parent run; returns {"parent_run_id", "evaluate_run_id"}."""
+def log_evaluation(*, params: dict[str, Any], results: dict, root: Path, artifacts: list[Path],
+                   metas: dict[str, dict]) -> dict:
+    """Log the evaluate run under a new pipeline parent run; returns {"parent_run_id", "evaluate_run_id"}.
+
+    metas: {"train_xception": meta, "train_unet": meta}, the saved models' metas (as the infer stage records them),
+    whose MLflow run ids link the training runs to this evaluation.
+    """
     if not tracking.enabled():
         return {}
     try:
@@ -57,8 +50,8 @@ def log_evaluation(*, params: dict[str, Any], results: dict, root: Path, artifac
         parent = c.create_run(exp_id, run_name=f"pipeline {exp_name or commit[:8]}",
                               tags={k: v for k, v in tags.items() if v})
         parent_id = parent.info.run_id
-        metas = {stage: _model_meta(root / path) for stage, path in TRAINING.items()}
         linked = {f"lmfusion.{stage}_run": m.get("mlflow_run_id") for stage, m in metas.items()}
+        metas = {stage: metas.get(stage, {}) for stage in ("train_xception", "train_unet")}
         unet = metas["train_unet"]
         model_params = {"unet.arch": unet.get("builder", {}).get("arch"),
                         "unet.encoder": unet.get("builder", {}).get("encoder"),

@@ -1,9 +1,10 @@
-"""Stage predict: raw outputs of both trained networks on the val and test splits (no fusion params).
+"""Stage infer: raw outputs of both trained networks on the val and test splits (no fusion params).
 
-    python stages/predict.py PREPARED_DIR REGRESSOR_DIR HEATMAP_DIR OUT_DIR [--params params.yaml]
+    python stages/infer.py PREPARED_DIR REGRESSOR_DIR HEATMAP_DIR OUT_DIR [--params params.yaml]
 
 Writes OUT_DIR/<split>.npz with rows (indices into the prepared data), coords_norm (N, K, 2) float32 and heatmaps
-(N, K, H, W) float16 probabilities.
+(N, K, H, W) float16 probabilities, and OUT_DIR/networks.json with the two models' metas (so the stages after this
+one link the training runs without loading torch).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import numpy as np
 from lmfusion.config import load_params
 from lmfusion.data.prepared import load_prepared
 from lmfusion.errors import DataError
-from lmfusion.io import atomic_path
-from lmfusion.predict import Networks
+from lmfusion.io import atomic_path, write_json
+from lmfusion.infer import Networks
 from lmfusion.stage import stage_main
 
 
@@ -46,6 +47,8 @@ def main() -> None:
             coords, heatmaps = networks.outputs(data.unet[rows], data.regressor[rows])
             np.savez(tmp / f"{split}.npz", rows=rows, coords_norm=coords, heatmaps=heatmaps)
             print(f"{split}: {len(rows)} images -> coords {coords.shape}, heatmaps {heatmaps.shape}")
+        write_json(tmp / "networks.json", {"train_xception": networks.meta["regressor"],
+                                           "train_unet": networks.meta["heatmap"]})
 
 
 if __name__ == "__main__":

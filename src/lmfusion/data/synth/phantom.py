@@ -3,7 +3,7 @@
 Frame: u runs anterior -> posterior (image columns), v superior -> inferior (image rows), in mm. A scene is an ordered
 list of `Shape`s in painter's order (later shapes cover earlier ones), each naming a tissue; the renderer maps tissues
 to intensities per contrast, so T1 and T2 images share one geometry. `sample_patient` draws every random number;
-the builders (`phantom_spine.build_sagittal`, `build_axial`) are pure functions of the patient. Legend: P points;
+the builders (`spine.build_sagittal`, `build_axial`) are pure functions of the patient. Legend: P points;
 point arrays are (P, 2) in (u, v) mm.
 """
 

@@ -17,9 +17,9 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -29,10 +29,10 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from tqdm import tqdm
 
-from lmfusion import distributed
 from lmfusion.config import TrainConfig
 from lmfusion.io import atomic_path
 from lmfusion.tracking import Tracker
+from lmfusion.training import distributed
 
 log = logging.getLogger("lmfusion")
 
@@ -129,6 +129,84 @@ def _loaders(train_set: Dataset, val_set: Dataset, cfg: TrainConfig, seed: int,
     return train, sampler, val
 
 
+@dataclass
+class _FitState:
+    """What travels from epoch to epoch and is checkpointed: a resumed run continues from exactly this."""
+
+    best_state: dict[str, torch.Tensor]
+    epoch: int = 0  # epochs finished
+    best: float = math.inf
+    best_epoch: int = 0
+    bad: int = 0  # epochs since the last improvement
+    history: list[dict[str, float]] = field(default_factory=list)
+    stopped: bool = False
+
+    @classmethod
+    def start(cls, model: nn.Module, resume: dict | None) -> _FitState:
+        if resume is None:
+            return cls(best_state=_cpu_copy(model))
+        model.load_state_dict(resume["model"])
+        return cls(best_state=resume["best_state"], epoch=resume["epoch"], best=resume["best_val_loss"],
+                   best_epoch=resume["best_epoch"], bad=resume["bad_epochs"], history=list(resume["history"]),
+                   stopped=resume["stopped_early"])
+
+    def record(self, row: dict[str, float], model: nn.Module, patience: int) -> bool:
+        """Add one epoch's row; keep the weights when val loss improved. Returns whether it improved."""
+        self.epoch = int(row["epoch"])
+        improved = row["val_loss"] < self.best
+        if improved:
+            self.best, self.best_epoch, self.bad = row["val_loss"], self.epoch, 0
+            self.best_state = _cpu_copy(model)
+        else:
+            self.bad += 1
+        self.stopped = patience > 0 and self.bad >= patience
+        self.history.append(row)
+        return improved
+
+    def checkpoint(self, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, config_hash: str,
+                   run_id: str | None) -> dict:
+        return {"config_hash": config_hash, "epoch": self.epoch, "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "best_val_loss": self.best,
+                "best_epoch": self.best_epoch, "best_state": self.best_state, "bad_epochs": self.bad,
+                "history": self.history, "stopped_early": self.stopped, "mlflow_run_id": run_id}
+
+    def result(self) -> FitResult:
+        images = sum(h["images"] for h in self.history)
+        pass_seconds = sum(h["pass_seconds"] for h in self.history)
+        return FitResult(best_val_loss=self.best, best_epoch=self.best_epoch, epochs_run=len(self.history),
+                         best_state=self.best_state, history=self.history, stopped_early=self.stopped,
+                         train_seconds=sum(h["seconds"] for h in self.history),
+                         images_per_second=images / pass_seconds if pass_seconds > 0 else 0.0,
+                         fallbacks=int(sum(h["fallbacks"] for h in self.history)))
+
+
+def _cpu_copy(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def _train_epoch(model: nn.Module, loss_fn: Callable, loader: DataLoader, optimizer: torch.optim.Optimizer,
+                 scheduler: Any, ctx: distributed.Context, desc: str) -> tuple[float, float, float, float]:
+    """One pass over the training loader; returns (loss sum, images, augmentation fallbacks, last step's lr),
+    summed over ranks."""
+    model.train()
+    total = torch.zeros(3, dtype=torch.float64, device=ctx.device)  # loss sum, images, fallbacks
+    lr = optimizer.param_groups[0]["lr"]
+    bar = tqdm(loader, desc=desc, unit="batch", leave=False, file=sys.stderr, disable=None if ctx.is_main else True)
+    for x, y, fell_back in bar:
+        x = x.to(ctx.device, non_blocking=True)  # (N, 1, S, S)
+        y = y.to(ctx.device, non_blocking=True)
+        loss = loss_fn(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        lr = optimizer.param_groups[0]["lr"]  # the rate this step used, logged per epoch
+        scheduler.step()
+        total += torch.stack([loss.detach().double() * len(x), torch.tensor(float(len(x)), device=ctx.device,
+                              dtype=torch.float64), fell_back.sum().to(ctx.device, torch.float64)])
+    loss_sum, n_train, fallbacks = distributed.all_sum(total.tolist(), ctx)
+    return loss_sum, n_train, fallbacks, lr
+
+
 def fit(model: nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], train_set: Dataset,
         val_set: Dataset, cfg: TrainConfig, seed: int, *, checkpoint: str | os.PathLike, config_hash: str,
         tracker: Tracker | None = None, loss_csv: str | os.PathLike | None = None, resume: dict | None = None,
@@ -139,19 +217,13 @@ def fit(model: nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.
         loss_fn: mean loss of a batch, (outputs, targets) -> scalar.
         train_set, val_set: datasets with `set_epoch` whose items are (input, target, fell_back).
         checkpoint: the resumable state, written atomically (by rank 0) after every epoch.
-        config_hash: identifies params and data; stored in the checkpoint.
+        config_hash: identifies params, data and code; stored in the checkpoint.
         resume: a state from `load_checkpoint` to continue from.
     """
     ctx = ctx or distributed.setup()
     tracker = tracker or Tracker(None)
     inner = model.to(ctx.device)
-    start, best, best_epoch, bad, history, stopped = 0, math.inf, 0, 0, [], False
-    best_state = {k: v.detach().cpu().clone() for k, v in inner.state_dict().items()}
-    if resume is not None:
-        inner.load_state_dict(resume["model"])
-        start, best, best_epoch = resume["epoch"], resume["best_val_loss"], resume["best_epoch"]
-        bad, history, stopped = resume["bad_epochs"], list(resume["history"]), resume["stopped_early"]
-        best_state = resume["best_state"]
+    state = _FitState.start(inner, resume)
     if ctx.distributed:
         model = DistributedDataParallel(inner, device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None)
     optimizer = make_optimizer(inner, cfg)
@@ -161,69 +233,37 @@ def fit(model: nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.
         optimizer.load_state_dict(resume["optimizer"])
         scheduler.load_state_dict(resume["scheduler"])
     stop_after = int(os.environ.get(STOP_ENV, "0") or 0)
-    lr = optimizer.param_groups[0]["lr"]
 
-    for epoch in range(start, 0 if stopped else cfg.epochs):
+    for epoch in range(state.epoch, 0 if state.stopped else cfg.epochs):
         t0 = time.perf_counter()
         torch.manual_seed(epoch_seed(seed, epoch, ctx.rank))  # dropout and loader seeds, resumable per epoch
         sampler.set_epoch(epoch)
         train_set.set_epoch(epoch)
-        model.train()
-        total = torch.zeros(3, dtype=torch.float64, device=ctx.device)  # loss sum, images, fallbacks
-        bar = tqdm(train_loader, desc=f"{desc} {epoch + 1}/{cfg.epochs}", unit="batch", leave=False,
-                   file=sys.stderr, disable=None if ctx.is_main else True)
-        for x, y, fell_back in bar:
-            x = x.to(ctx.device, non_blocking=True)  # (N, 1, S, S)
-            y = y.to(ctx.device, non_blocking=True)
-            loss = loss_fn(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            lr = optimizer.param_groups[0]["lr"]  # the rate this step used, logged per epoch
-            scheduler.step()
-            total += torch.stack([loss.detach().double() * len(x), torch.tensor(float(len(x)), device=ctx.device,
-                                  dtype=torch.float64), fell_back.sum().to(ctx.device, torch.float64)])
+        loss_sum, n_train, fallbacks, lr = _train_epoch(model, loss_fn, train_loader, optimizer, scheduler, ctx,
+                                                        f"{desc} {epoch + 1}/{cfg.epochs}")
         train_time = time.perf_counter() - t0
-        loss_sum, n_train, fallbacks = distributed.all_sum(total.tolist(), ctx)
         distributed.sync_buffers(inner, ctx)  # every rank validates rank 0's model, the one that is saved
         val_loss = evaluate(inner, loss_fn, val_loader, ctx)
-        seconds = time.perf_counter() - t0
-        train_loss = loss_sum / max(n_train, 1)
-
-        improved = val_loss < best
-        if improved:
-            best, best_epoch, bad = val_loss, epoch + 1, 0
-            best_state = {k: v.detach().cpu().clone() for k, v in inner.state_dict().items()}
-        else:
-            bad += 1
-        stopped = cfg.early_stopping > 0 and bad >= cfg.early_stopping
-        history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "seconds": seconds,
-                        "pass_seconds": train_time, "images": n_train, "fallbacks": fallbacks})
+        row = {"epoch": epoch + 1, "train_loss": loss_sum / max(n_train, 1), "val_loss": val_loss,
+               "seconds": time.perf_counter() - t0, "pass_seconds": train_time, "images": n_train,
+               "fallbacks": fallbacks}
+        improved = state.record(row, inner, cfg.early_stopping)
         if ctx.is_main:
             log.info("%s epoch %d/%d: train loss %.5g, val loss %.5g%s, lr %.3g, %.1f s", desc, epoch + 1,
-                     cfg.epochs, train_loss, val_loss, " (best)" if improved else "", lr, seconds)
+                     cfg.epochs, row["train_loss"], val_loss, " (best)" if improved else "", lr, row["seconds"])
             if loss_csv is not None:
-                _write_loss_csv(Path(loss_csv), history)
-            _save_checkpoint(Path(checkpoint), {
-                "config_hash": config_hash, "epoch": epoch + 1, "model": inner.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "best_val_loss": best,
-                "best_epoch": best_epoch, "best_state": best_state, "bad_epochs": bad, "history": history,
-                "stopped_early": stopped, "mlflow_run_id": tracker.run_id})
-            tracker.log_metrics({"train_loss": train_loss, "val_loss": val_loss, "lr": lr, "epoch_seconds": seconds,
-                                 "augment_fallbacks": fallbacks}, step=epoch + 1)
-        if stopped:
-            log.info("%s: early stop after epoch %d (no val improvement in %d epochs)", desc, epoch + 1, bad)
+                _write_loss_csv(Path(loss_csv), state.history)
+            _save_checkpoint(Path(checkpoint), state.checkpoint(inner, optimizer, scheduler, config_hash,
+                                                                tracker.run_id))
+            tracker.log_metrics({"train_loss": row["train_loss"], "val_loss": val_loss, "lr": lr,
+                                 "epoch_seconds": row["seconds"], "augment_fallbacks": fallbacks}, step=epoch + 1)
+        if state.stopped:
+            log.info("%s: early stop after epoch %d (no val improvement in %d epochs)", desc, epoch + 1, state.bad)
             break
         if stop_after == epoch + 1 and epoch + 1 < cfg.epochs:
             distributed.barrier(ctx)
             raise SystemExit(f"stopped after epoch {epoch + 1} ({STOP_ENV}); rerun to resume from {checkpoint}")
-
-    images = sum(h["images"] for h in history)
-    pass_seconds = sum(h["pass_seconds"] for h in history)
-    return FitResult(best_val_loss=best, best_epoch=best_epoch, epochs_run=len(history), best_state=best_state,
-                     history=history, stopped_early=stopped, train_seconds=sum(h["seconds"] for h in history),
-                     images_per_second=images / pass_seconds if pass_seconds > 0 else 0.0,
-                     fallbacks=int(sum(h["fallbacks"] for h in history)))
+    return state.result()
 
 
 @torch.no_grad()
@@ -238,20 +278,3 @@ def evaluate(model: nn.Module, loss_fn: Callable, loader: DataLoader, ctx: distr
         n += len(x)
     loss_sum, n = distributed.all_sum([loss_sum.item(), n], ctx)
     return loss_sum / max(n, 1)
-
-
-class HeatmapBCE(nn.Module):
-    """BCE with logits on Gaussian targets (the paper), each pixel weighted 1 + peak_weight x target.
-
-    The weight depends on the target only, so every pixel's optimum stays p = target (calibrated probabilities);
-    it keeps the landmark peaks, under 1% of the pixels, from being drowned by the background. peak_weight 0 is the
-    paper's plain BCE.
-    """
-
-    def __init__(self, peak_weight: float = 0.0):
-        super().__init__()
-        self.peak_weight = float(peak_weight)
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        weight = 1.0 + self.peak_weight * target if self.peak_weight else None  # (N, K, H, W)
-        return nn.functional.binary_cross_entropy_with_logits(logits, target, weight=weight)

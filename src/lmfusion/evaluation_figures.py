@@ -16,11 +16,11 @@ from lmfusion.config import EvaluateConfig
 from lmfusion.coords import rescale
 from lmfusion.data.prepared import Prepared
 from lmfusion.metrics import radial_errors
-from lmfusion.plots import COLORS, draw_points, montage, to_bgr, write_png
+from lmfusion.drawing import COLORS, draw_points, montage, to_bgr, write_png
 
 if TYPE_CHECKING:
     from lmfusion.evaluation import SplitOutputs
-    from lmfusion.predict import Decoded
+    from lmfusion.decode import Decoded
 
 SHOWN = ("direct", "argmax", "fused")
 

@@ -1,0 +1,135 @@
+"""The public API for new images: `LandmarkPredictor` chains preprocess -> network outputs -> decode.
+
+The decode is the evaluate stage's own (`lmfusion.decode.LandmarkDecoder`), so the API and the evaluation give the
+same coordinates for the same image. Legend: K landmarks.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lmfusion.config import FusionConfig, PrepareConfig, load_params
+from lmfusion.data.preprocess import preprocess
+from lmfusion.decode import METHODS, LandmarkDecoder
+from lmfusion.errors import DataError, ParamError
+from lmfusion.infer import Networks
+
+MODEL_FILES = {"regressor": Path("models/xception/model.pt"), "heatmap": Path("models/unet/model.pt")}
+FUSION_FILE = Path("models/fusion.json")
+SPACING_RANGE_MM = (0.2, 2.0)  # plausible in-plane spacing of sagittal lumbar MRI
+LOW_CONFIDENCE = 0.1  # U-Net probability at the chosen point below which a landmark is flagged
+
+
+@dataclass
+class Prediction:
+    """Landmarks of one image."""
+
+    names: tuple[str, ...]
+    xy: np.ndarray  # (K, 2) original pixels
+    spacing: tuple[float, float]  # (x, y) mm per pixel
+    confidence: np.ndarray  # (K,)
+    method: str
+    flags: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def xy_mm(self) -> np.ndarray:
+        return self.xy * np.asarray(self.spacing)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "spacing_mm": list(self.spacing),
+            "landmarks": [
+                {"name": n, "x": round(float(p[0]), 3), "y": round(float(p[1]), 3), "x_mm": round(float(q[0]), 3),
+                 "y_mm": round(float(q[1]), 3), "confidence": round(float(c), 4)}
+                for n, p, q, c in zip(self.names, self.xy, self.xy_mm, self.confidence)
+            ],
+            "flags": self.flags,
+        }
+
+
+def quality_flags(names: tuple[str, ...], xy: np.ndarray, confidence: np.ndarray, spacing: tuple[float, float],
+                  spacing_given: bool) -> dict[str, Any]:
+    """Flags for a person to look at: low confidence, top-to-bottom order violated, implausible spacing."""
+    low = [n for n, c in zip(names, confidence) if c < LOW_CONFIDENCE]
+    order_violated = bool(np.any(np.diff(xy[:, 1]) <= 0))
+    lo, hi = SPACING_RANGE_MM
+    implausible = not all(lo <= s <= hi for s in spacing)
+    return {"low_confidence": low, "order_violated": order_violated, "implausible_spacing": implausible,
+            "spacing_assumed": not spacing_given}
+
+
+class LandmarkPredictor:
+    """Landmarks for new images with the pipeline's trained networks and fusion settings.
+
+    >>> predictor = LandmarkPredictor.from_pipeline(".")
+    >>> result = predictor.predict(pixels, spacing=(0.7, 0.7))
+    """
+
+    def __init__(self, networks: Networks, prepare: PrepareConfig, decoder: LandmarkDecoder, method: str = "fused"):
+        if method not in METHODS:
+            raise ParamError(f"method {method!r}: must be one of {', '.join(METHODS)}")
+        self.networks = networks
+        self.prepare = prepare
+        self.decoder = decoder
+        self.method = method
+        self.names = networks.names
+
+    @classmethod
+    def from_pipeline(cls, root: str | os.PathLike = ".", *, sigma: float | None = None, method: str = "fused",
+                      device: str | None = None) -> LandmarkPredictor:
+        """Load the models, params.yaml and the fitted decoder from a pipeline folder (or a downloaded copy)."""
+        root = Path(root)
+        params = load_params(root / "params.yaml", ("prepare", "fusion"))
+        missing = [str(root / p) for p in MODEL_FILES.values() if not (root / p).is_file()]
+        if missing:
+            raise DataError(f"{missing[0]}: model missing; train it first (dvc repro) or give another pipeline")
+        networks = Networks.load(root / MODEL_FILES["regressor"], root / MODEL_FILES["heatmap"], device)
+        fusion_cfg: FusionConfig = params["fusion"]
+        chosen = sigma if sigma is not None else fusion_cfg.sigma
+        if chosen == "auto":
+            try:
+                decoder = LandmarkDecoder.load(root / FUSION_FILE)
+            except (OSError, ValueError, KeyError):
+                raise DataError(f"{root / FUSION_FILE}: missing or unreadable; fusion.sigma is auto, so run the "
+                                "evaluate stage first (dvc repro) or pass a sigma") from None
+        else:
+            decoder = LandmarkDecoder(np.full(len(networks.names), float(chosen)), fusion_cfg.min_product)
+        return cls(networks, params["prepare"], decoder, method)
+
+    @classmethod
+    def from_mlflow(cls, uri: str, **kwargs: Any) -> LandmarkPredictor:
+        """Load from an MLflow artifact URI holding a pipeline folder (the evaluate run logs one as `pipeline`)."""
+        import mlflow
+
+        try:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=uri)
+        except Exception as e:  # MLflow raises many types
+            raise DataError(f"{uri}: could not download the pipeline from MLflow ({type(e).__name__}: {e})") from None
+        return cls.from_pipeline(local, **kwargs)
+
+    def preprocess(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The prepare stage's preprocessing at both network sizes: (S_u, S_u) and (S_r, S_r) uint8."""
+        return (preprocess(pixels, self.networks.hm_size, self.prepare),
+                preprocess(pixels, self.networks.reg_size, self.prepare))
+
+    def predict(self, pixels: np.ndarray, spacing: tuple[float, float] | None = None) -> Prediction:
+        """Landmarks of one 2-D grayscale image (any dtype), in its own pixels, with confidences and flags."""
+        pixels = np.asarray(pixels)
+        if pixels.ndim != 2 or pixels.size == 0:
+            raise DataError(f"expected a 2-D grayscale image, got shape {pixels.shape}")
+        hm, reg = self.preprocess(pixels)
+        coords, heatmaps = self.networks.outputs(hm[None], reg[None])
+        height, width = pixels.shape
+        decoded = self.decoder.decode(coords, heatmaps, np.array([[width, height]], np.float64))
+        xy = decoded.xy[self.method][0]
+        spacing_given = spacing is not None
+        spacing = tuple(float(s) for s in (spacing or (1.0, 1.0)))
+        flags = quality_flags(self.names, xy, decoded.confidence[0], spacing, spacing_given)
+        flags["fallback"] = [n for n, f in zip(self.names, decoded.fallback[0]) if f]
+        return Prediction(self.names, xy, spacing, decoded.confidence[0], self.method, flags)

@@ -1,0 +1,15 @@
+"""The synthetic study generator: sagittal lumbar spine MRI with known landmarks, written in a dataset layout.
+
+    phantom     the subject: patient draw, shapes, soft tissue and the axial anatomy (geometry in mm)
+    spine       the sagittal spine: vertebral bodies, discs, sacrum, canal and posterior elements
+    mri         rendering and acquisition: tissue values, texture, k-space, bias field, noise
+    study       one study: matrix, spacing, field of view, series and the annotated landmarks
+    challenge   the challenge's DICOM + annotation JSON layout, and a montage read back from it
+"""
+
+from __future__ import annotations
+
+from lmfusion.data.synth.challenge import SPLITS, montage_image, write_dataset
+from lmfusion.data.synth.study import SynthImage, SynthStudy, generate_study
+
+__all__ = ["SPLITS", "SynthImage", "SynthStudy", "generate_study", "montage_image", "write_dataset"]

@@ -1,0 +1,123 @@
+"""The challenge's layout for synthetic studies: DICOM files per study, one annotation JSON per split, and a
+montage read back from a written dataset. Study i is drawn from `np.random.default_rng([seed, i])`.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from pydicom.uid import generate_uid
+
+from lmfusion import config
+from lmfusion.data.dicom import read_dicom, read_header, write_dicom
+from lmfusion.data.synth.study import SynthStudy, check_names, generate_study
+from lmfusion.drawing import draw_points, landmark_colors, montage, to_bgr
+from lmfusion.errors import DataError, ParamError
+from lmfusion.io import atomic_path, write_json
+
+SPLITS = (("lumbar_train150", 150), ("lumbar_train51", None))
+
+
+def _uid(seed: int, study: int, *parts: object) -> str:
+    return generate_uid(entropy_srcs=["lmfusion-synth", str(seed), str(study), *map(str, parts)])
+
+
+def _annotation(study: SynthStudy, rng: np.random.Generator, study_uid: str, series_uid: str,
+                instance_uid: str) -> dict:
+    """The challenge's annotation record, with its quirks: shuffled points, an extra T11-T12, multi-value tags."""
+    points = [(n, xy, t) for n, xy, t in zip(study.names, study.landmarks, study.tags)]
+    if "T11-T12" in study.extra and rng.random() < 0.06:
+        points.append(("T11-T12", *study.extra["T11-T12"]))
+    if rng.random() < 0.06:
+        discs = [i for i, (n, _, _) in enumerate(points) if "-" in n]
+        if discs:
+            i = discs[int(rng.integers(len(discs)))]
+            points[i] = (points[i][0], points[i][1], points[i][2] + ",v5")
+    order = rng.permutation(len(points))
+    items = []
+    for i in order:
+        name, xy, tag = points[i]
+        kind = "disc" if "-" in name else "vertebra"
+        items.append({"coord": [float(xy[0]), float(xy[1])], "tag": {"identification": name, kind: tag},
+                      "zIndex": study.images[study.annotated].index})
+    return {"studyUid": study_uid, "version": "v0.1",
+            "data": [{"seriesUid": series_uid, "instanceUid": instance_uid,
+                      "annotation": [{"annotator": 54, "data": {"point": items}}]}]}
+
+
+def _write_study(folder: Path, study: SynthStudy, rng: np.random.Generator, seed: int, index: int) -> dict:
+    """Write the study's DICOM files (shuffled image numbers, like the challenge) and return its annotation."""
+    study_uid = _uid(seed, index, "study")
+    numbers = rng.permutation(len(study.images)) + 1
+    series_numbers = {"t2sag": 2, "t1sag": 1, "t2ax": 3}
+    for im, number in zip(study.images, numbers):
+        write_dicom(folder / f"image{number}.dcm", im.pixels, spacing=im.spacing, study_uid=study_uid,
+                    series_uid=_uid(seed, index, im.series), instance_uid=_uid(seed, index, im.series, im.index),
+                    series_description=im.description, series_number=series_numbers[im.series],
+                    instance_number=im.index + 1, orientation=im.orientation, position=im.position,
+                    echo_time=im.echo_time, repetition_time=im.repetition_time, rescale=im.rescale,
+                    patient_id=f"synth{index:04d}")
+    ann = study.images[study.annotated]
+    return _annotation(study, rng, study_uid, _uid(seed, index, ann.series), _uid(seed, index, ann.series, ann.index))
+
+
+def write_dataset(out: Path, n: int, seed: int, names: tuple[str, ...] = config.LANDMARKS) -> dict:
+    """Write `n` synthetic studies in the challenge's layout under `out` (which must not exist or be empty).
+
+    Study i is drawn from `np.random.default_rng([seed, i])`, so it does not depend on `n`. Returns a summary.
+    """
+    out = Path(out)
+    names = tuple(names)
+    if n < 1:
+        raise ParamError(f"synth n: must be >= 1, got {n}")
+    check_names(names)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise DataError(f"{out}: exists and is not an empty folder (nothing is overwritten)")
+    records: dict[str, list[dict]] = {name: [] for name, _ in SPLITS}
+    images = 0
+    with atomic_path(out, is_dir=True) as tmp:
+        for i in range(n):
+            rng = np.random.default_rng([seed, i])
+            study = generate_study(rng, names)
+            split = SPLITS[0][0] if i < SPLITS[0][1] else SPLITS[1][0]
+            records[split].append(_write_study(tmp / split / f"study{i}", study, rng, seed, i))
+            images += len(study.images)
+        for split, recs in records.items():
+            if recs:
+                write_json(tmp / f"{split}_annotation.json", recs)
+        size = sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file())
+    return {"studies": n, "images": images, "bytes": size, **{k: len(v) for k, v in records.items()}}
+
+
+def montage_image(out: Path, count: int = 16, names: tuple[str, ...] = config.LANDMARKS) -> np.ndarray:
+    """A BGR montage of the first `count` annotated slices with their landmarks, read back from the dataset."""
+    out = Path(out)
+    tiles, captions = [], []
+    colors = landmark_colors(names)
+    for split, _ in SPLITS:
+        ann_file = out / f"{split}_annotation.json"
+        if len(tiles) >= count or not ann_file.exists():
+            continue
+        uids = {}
+        for rec in json.loads(ann_file.read_text()):
+            if len(tiles) + len(uids) >= count:
+                break
+            uids[rec["data"][0]["instanceUid"]] = rec["data"][0]["annotation"][0]["data"]["point"]
+        for folder in sorted((out / split).iterdir(), key=lambda f: (len(f.name), f.name)):
+            for f in sorted(folder.glob("*.dcm")):
+                uid = str(read_header(f).SOPInstanceUID)
+                if uid not in uids:
+                    continue
+                pts = {p["tag"]["identification"]: p["coord"] for p in uids.pop(uid)}
+                xy = np.array([pts.get(n, (np.nan, np.nan)) for n in names], dtype=np.float64)
+                img = read_dicom(f)
+                tiles.append(draw_points(to_bgr(img.pixels), xy, colors))
+                h, w = img.pixels.shape
+                captions.append(f"{folder.name} {w}x{h} {img.spacing[0]:.2f}mm")
+            if not uids:
+                break
+    if not tiles:
+        raise DataError(f"{out}: no annotated studies found (expected {SPLITS[0][0]}_annotation.json)")
+    cols = int(np.ceil(np.sqrt(len(tiles))))
+    return montage(tiles, cols=cols, tile=320, captions=captions)

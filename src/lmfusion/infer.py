@@ -1,0 +1,57 @@
+"""Inference: both trained networks and their raw outputs (the infer stage's and the predictor's forward pass).
+
+`Networks.outputs` turns preprocessed images into the raw outputs that `lmfusion.decode.LandmarkDecoder` decodes:
+the regressor's normalized coordinates and the U-Net's heatmap probabilities.
+
+Legend: N images, K landmarks, S network input side, H x W heatmap pixels.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from lmfusion.data.datasets import to_input
+from lmfusion.errors import DataError
+from lmfusion.models import load_model
+
+
+class Networks:
+    """The two trained networks and their input sizes."""
+
+    def __init__(self, regressor: torch.nn.Module, heatmap_net: torch.nn.Module, meta_reg: dict, meta_hm: dict,
+                 device: str | None = None):
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.regressor = regressor.to(self.device).eval()
+        self.heatmap_net = heatmap_net.to(self.device).eval()
+        self.reg_size = int(meta_reg["input_size"])
+        self.hm_size = int(meta_hm["input_size"])
+        self.names = tuple(meta_reg["names"])
+        if tuple(meta_hm["names"]) != self.names:
+            raise DataError(f"the regressor's landmarks {self.names} differ from the heatmap network's "
+                            f"{tuple(meta_hm['names'])}: retrain both from one params.yaml")
+        self.meta = {"regressor": meta_reg, "heatmap": meta_hm}
+
+    @classmethod
+    def load(cls, regressor_path: str | os.PathLike, heatmap_path: str | os.PathLike,
+             device: str | None = None) -> Networks:
+        regressor, meta_reg = load_model(regressor_path)
+        heatmap_net, meta_hm = load_model(heatmap_path)
+        return cls(regressor, heatmap_net, meta_reg, meta_hm, device)
+
+    @torch.no_grad()
+    def outputs(self, hm_images: np.ndarray, reg_images: np.ndarray, batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
+        """Raw outputs for preprocessed uint8 images (N, S_u, S_u) and (N, S_r, S_r).
+
+        Returns coords_norm (N, K, 2) float32 and heatmaps (N, K, H, W) float16 probabilities (sigmoid); float16 is
+        the outputs' one precision, so cached and fresh outputs decode identically.
+        """
+        coords, heatmaps = [], []
+        for i in range(0, len(hm_images), batch_size):
+            x_reg = to_input(reg_images[i:i + batch_size]).to(self.device)  # (n, 1, S_r, S_r)
+            x_hm = to_input(hm_images[i:i + batch_size]).to(self.device)  # (n, 1, S_u, S_u)
+            coords.append(self.regressor(x_reg).float().cpu().numpy())  # (n, K, 2)
+            heatmaps.append(torch.sigmoid(self.heatmap_net(x_hm).float()).cpu().numpy().astype(np.float16))
+        return np.concatenate(coords).astype(np.float32), np.concatenate(heatmaps)

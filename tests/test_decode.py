@@ -1,0 +1,75 @@
+"""The landmark decoder: every method from one decode, chunk invariance, rescaling to original pixels, the fitted
+decoder's file, and one definition of the method names (dvc.yaml's plots name the same ones)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from lmfusion import fusion
+from lmfusion.coords import rescale, to_norm
+from lmfusion.decode import METHODS, LandmarkDecoder
+from lmfusion.errors import DataError
+from lmfusion.heatmaps import decode, encode
+from lmfusion.io import write_json
+
+REPO = Path(__file__).resolve().parents[1]
+H = W = 64
+
+
+def _random_case(n: int = 3, k: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    hm = rng.uniform(0, 0.2, size=(n, k, H, W)).astype(np.float32)
+    hm += encode(rng.uniform(5, 58, size=(n, k, 2)), H, W, 2.0) * 0.7  # (N, K, H, W)
+    return hm.astype(np.float16), rng.uniform(0, 63, size=(n, k, 2))
+
+
+def test_decode_hm_gives_every_method_and_is_chunk_invariant(monkeypatch: pytest.MonkeyPatch) -> None:
+    hm, xy_reg = _random_case(n=5, k=3, seed=1)
+    sigma = np.array([2.0, 3.0, 5.0])
+    out = LandmarkDecoder(sigma, 1e-4).decode_hm(hm, xy_reg)
+    assert set(out.xy) == {"direct", "argmax", "argmax_subpixel", "fused", "fused_subpixel"}
+    assert all(v.shape == (5, 3, 2) for v in out.xy.values()) and out.fallback.shape == (5, 3)
+    np.testing.assert_array_equal(out.xy["direct"], xy_reg)
+    np.testing.assert_array_equal(out.xy["argmax"], decode(hm)[0])
+    np.testing.assert_array_equal(out.xy["argmax_subpixel"], decode(hm, subpixel=True)[0])
+    np.testing.assert_array_equal(out.xy["fused"], fusion.fuse(hm, xy_reg, sigma, 1e-4).xy_hm)
+    np.testing.assert_array_equal(out.xy["fused_subpixel"], fusion.fuse(hm, xy_reg, sigma, 1e-4, True).xy_hm)
+    assert out.fallbacks == int(out.fallback.sum())
+    monkeypatch.setattr(fusion, "CHUNK_ELEMENTS", H * W * 3 * 2)  # two images per chunk
+    small = LandmarkDecoder(sigma, 1e-4).decode_hm(hm, xy_reg)
+    for m in out.xy:
+        np.testing.assert_array_equal(small.xy[m], out.xy[m])
+    with pytest.raises(DataError, match="do not match"):
+        LandmarkDecoder(sigma, 1e-4).decode_hm(hm, xy_reg[:, :2])
+
+
+def test_decode_rescales_every_method_to_the_original_pixels() -> None:
+    hm, xy_reg = _random_case(n=2, k=3, seed=2)
+    sizes = np.array([[320.0, 480.0], [512.0, 256.0]])  # (N, 2) original width, height
+    decoder = LandmarkDecoder(np.array([2.0, np.inf, 0.0]), 1e-4)
+    decoded = decoder.decode(to_norm(xy_reg, W, H), hm, sizes)
+    in_hm = decoder.decode_hm(hm, xy_reg)
+    for m in METHODS:
+        expected = rescale(in_hm.xy[m], (W, H), (sizes[:, None, 0], sizes[:, None, 1]))
+        np.testing.assert_allclose(decoded.xy[m], expected, atol=1e-9)
+    assert decoded.confidence.shape == (2, 3) and np.all((decoded.confidence >= 0) & (decoded.confidence <= 1))
+    with pytest.raises(DataError, match="N, K, H, W"):
+        decoder.decode(to_norm(xy_reg, W, H), hm[0], sizes)
+
+
+def test_decoder_file_round_trip_keeps_infinite_sigma(tmp_path: Path) -> None:
+    decoder = LandmarkDecoder(np.array([1.5, np.inf, 0.0]), 0.001)
+    write_json(tmp_path / "fusion.json", {**decoder.to_dict(), "fit": {"mode": "fixed"}})
+    loaded = LandmarkDecoder.load(tmp_path / "fusion.json")
+    np.testing.assert_array_equal(loaded.sigma_hm, decoder.sigma_hm)
+    assert loaded.min_product == decoder.min_product
+
+
+def test_dvc_plots_name_the_decoders_methods() -> None:
+    plots = yaml.safe_load((REPO / "dvc.yaml").read_text())["plots"]
+    sdr = next(p for p in plots if isinstance(p, dict) and "SDR against radius (test)" in p)
+    assert tuple(sdr["SDR against radius (test)"]["y"]["plots/evaluate/sdr.csv"]) == METHODS
