@@ -10,6 +10,7 @@ out-of-range values with a ParamError whose message names the key (`section.key`
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -217,64 +218,47 @@ SECTIONS: dict[str, type] = {
 }
 
 
+_SCALARS = {type(None): "null", bool: "true/false", int: "an integer", float: "a number", str: "a string"}
+
+
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Check `value` against the annotation `tp`; return it in the dataclass's form (lists become tuples)."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    fail = ParamError(f"param {key}: must be {_describe(tp)}, got {value!r}")
     if tp is Any:
         return value
     if origin is Union:
-        errors = []
         for arg in args:
-            try:
+            with contextlib.suppress(ParamError):
                 return _coerce(value, arg, key)
-            except ParamError as e:
-                errors.append(e)
-        allowed = " or ".join(_describe(a) for a in args)
-        raise ParamError(f"param {key}: must be {allowed}, got {value!r}")
+        raise fail
     if origin is Literal:
         if value in args:
             return value
         raise ParamError(f"param {key}: must be one of {', '.join(repr(a) for a in args)}, got {value!r}")
     if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ParamError(f"param {key}: must be {_describe(tp)}, got {value!r}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(v, args[0], key) for v in value)
-        if len(value) != len(args):
-            raise ParamError(f"param {key}: must be {_describe(tp)}, got {value!r}")
-        return tuple(_coerce(v, a, key) for v, a in zip(value, args))
-    if tp is type(None):
-        if value is None:
-            return None
-    elif tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            return float(value)
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    raise ParamError(f"param {key}: must be {_describe(tp)}, got {value!r}")
+        types = (args[0],) * len(value) if isinstance(value, (list, tuple)) and args[-1] is Ellipsis else args
+        if not isinstance(value, (list, tuple)) or len(value) != len(types):
+            raise fail
+        return tuple(_coerce(v, a, key) for v, a in zip(value, types))
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is float and numeric and math.isfinite(value):
+        return float(value)
+    if (tp is int and numeric and isinstance(value, int)) or (tp in (bool, str) and isinstance(value, tp)) or (
+            tp is type(None) and value is None):
+        return value
+    raise fail
 
 
 def _describe(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is Literal:
         return " or ".join(repr(a) for a in args)
-    if origin is tuple:
-        if len(args) == 2 and args[1] is Ellipsis:
-            return f"a list of {_describe(args[0])}"
-        return f"a list of {len(args)} values"
     if origin is Union:
         return " or ".join(_describe(a) for a in args)
-    return {type(None): "null", bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(
-        tp, str(tp))
+    if origin is tuple:
+        return f"a list of {_describe(args[0])}" if args[-1] is Ellipsis else f"a list of {len(args)} values"
+    return _SCALARS.get(tp, str(tp))
 
 
 def parse_section(name: str, raw: Any) -> Any:

@@ -1,6 +1,7 @@
 """The synthetic study generator: sagittal lumbar spine MRI with known landmarks, written in a dataset layout.
 
-    phantom     the subject: patient draw, shapes, soft tissue and the axial anatomy (geometry in mm)
+    phantom     the subject: patient draw, shapes and soft tissue (geometry in mm)
+    axial       the axial slice through the L4-L5 disc
     spine       the sagittal spine: vertebral bodies, discs, sacrum, canal and posterior elements
     mri         rendering and acquisition: tissue values, texture, k-space, bias field, noise
     study       one study: matrix, spacing, field of view, series and the annotated landmarks

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lmfusion import config
-from lmfusion.data.synth import mri, phantom
+from lmfusion.data.synth import axial, mri, phantom
 from lmfusion.data.synth import spine as phantom_spine
 from lmfusion.errors import ParamError
 _MATRICES = ((256, 0.06), (320, 0.14), (384, 0.32), (448, 0.16), (512, 0.22), (576, 0.05), (640, 0.05))
@@ -134,7 +134,7 @@ def generate_study(rng: np.random.Generator, names: tuple[str, ...] = config.LAN
     spa = round(float(rng.uniform(0.62, 0.8)), 6)
     centre = np.array([(ha - 1) / 2 + rng.normal(0, 8), rng.uniform(0.40, 0.48) * ha])
     aff_a = np.column_stack([np.eye(2) / spa, centre])
-    pix = mri.acquire(mri.render(phantom.build_axial(p), t2, aff_a, (ha, ha), (spa, spa), rng), look_t2, rng)
+    pix = mri.acquire(mri.render(axial.build_axial(p), t2, aff_a, (ha, ha), (spa, spa), rng), look_t2, rng)
     z = table[1] + h * spacing[1] / 2 - to_px(mid.points["L4-L5"][None])[0, 1] * spacing[1]
     images.append(SynthImage("t2ax", 0, pix, (spa, spa), descr["t2ax"], (1.0, 0.0, 0.0, 0.0, 1.0, 0.0),
                              (round(-centre[0] * spa, 4), round(table[0] - centre[1] * spa, 4), round(float(z), 4)),
