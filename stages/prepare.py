@@ -3,8 +3,8 @@
     python stages/prepare.py DATA_PATH OUT_DIR METRICS_JSON MONTAGE_PNG [--params params.yaml]
 
 Writes OUT_DIR (index.csv, unet.npy, regressor.npy: see lmfusion.data.prepared), METRICS_JSON (study counts per
-split, the skipped studies and why, the range of pixel spacings and matrix sizes) and MONTAGE_PNG (16 prepared
-U-Net inputs with their landmarks).
+split, the skipped studies and why, the studies whose levels were labelled on several slices, the range of pixel
+spacings and matrix sizes) and MONTAGE_PNG (16 prepared U-Net inputs with their landmarks).
 """
 
 from __future__ import annotations
@@ -91,6 +91,8 @@ def main() -> None:
         **{split: splits.count(split) for split in ("train", "val", "test")},
         "skipped": len(skipped),
         "skipped_studies": [{"study": s.study, "reason": s.reason} for s in skipped],
+        # rsna2024: studies with levels labelled on several slices (the others' (x, y) kept on the chosen one)
+        "multi_instance": sum(s.off_instance > 0 for s in studies),
         "spacing_mm": {"min": round(float(spacing.min()), 4), "max": round(float(spacing.max()), 4)},
         "matrix_px": {"min": int(matrix.min()), "max": int(matrix.max())},
     }

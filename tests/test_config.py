@@ -123,3 +123,11 @@ def test_dataclass_defaults_equal_params_yaml(section: str) -> None:
     """params.yaml is the source of every default: deleting a key must not change the experiment."""
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     assert parse_section(section, {}) == parse_section(section, raw[section])
+
+
+def test_rsna2024_format_and_imagenet_weights_are_accepted() -> None:
+    assert parse_section("data", {"format": "rsna2024"}).format == "rsna2024"
+    assert parse_section("train_xception", {"weights": "imagenet"}).weights == "imagenet"
+    assert parse_section("train_unet", {"weights": "imagenet"}).weights == "imagenet"
+    with pytest.raises(ParamError, match="param train_unet.weights: must be null, imagenet or an existing local file"):
+        parse_section("train_unet", {"weights": "imagenet21k"})

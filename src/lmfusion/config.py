@@ -44,7 +44,7 @@ class BaseConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    format: Literal["tianchi", "csv"] = "tianchi"
+    format: Literal["tianchi", "csv", "rsna2024"] = "tianchi"
     path: str = "data"
     on_invalid: Literal["skip", "error"] = "skip"
 
@@ -117,7 +117,7 @@ class TrainConfig:
     warmup_epochs: int = 0
     early_stopping: int = 0  # patience in epochs; 0 turns it off
     num_workers: int = 0
-    weights: Union[str, None] = None  # local weights file to start from; never downloaded
+    weights: Union[str, None] = None  # null, imagenet (fetched by timm / smp into their caches) or a local file
 
     def validate(self, s: str) -> None:
         _check(self.epochs >= 1, f"{s}.epochs", ">= 1", self.epochs)
@@ -129,7 +129,8 @@ class TrainConfig:
         _check(self.early_stopping >= 0, f"{s}.early_stopping", ">= 0 (0 = off)", self.early_stopping)
         _check(self.num_workers >= 0, f"{s}.num_workers", ">= 0", self.num_workers)
         if self.weights is not None:
-            _check(Path(self.weights).is_file(), f"{s}.weights", "null or an existing local file", self.weights)
+            _check(self.weights == "imagenet" or Path(self.weights).is_file(), f"{s}.weights",
+                   "null, imagenet or an existing local file", self.weights)
 
 
 @dataclass(frozen=True)

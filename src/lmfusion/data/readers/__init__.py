@@ -3,6 +3,7 @@ its landmarks) plus `Skipped` records for the studies that could not be used.
 
     challenge   the spinal disease challenge's DICOM studies with annotation JSON (`data.format: tianchi`)
     csv         images listed in a CSV with their landmarks (`data.format: csv`)
+    rsna2024    the RSNA 2024 lumbar spine layout: two CSVs and DICOM series (`data.format: rsna2024`)
     image       plain PNG / JPEG / TIFF files as grayscale pixels
 """
 
@@ -15,14 +16,15 @@ from lmfusion.data.readers._common import Skipped, Study
 from lmfusion.data.readers.challenge import read_tianchi
 from lmfusion.data.readers.csv import read_csv
 from lmfusion.data.readers.image import read_image
+from lmfusion.data.readers.rsna2024 import read_rsna2024
 from lmfusion.errors import DataError, ParamError
 
-__all__ = ["Study", "Skipped", "read_dataset", "read_tianchi", "read_csv", "read_image"]
+__all__ = ["Study", "Skipped", "read_dataset", "read_tianchi", "read_csv", "read_image", "read_rsna2024"]
 
 
 def read_dataset(fmt: str, path: str | os.PathLike, names: tuple[str, ...], on_invalid: str,
                  progress: bool = False) -> tuple[list[Study], list[Skipped]]:
-    """Read a dataset in format `fmt` ('tianchi' or 'csv').
+    """Read a dataset in format `fmt` ('tianchi', 'csv' or 'rsna2024').
 
     Returns the valid studies and the skipped ones, both sorted by id (numbers in numeric order: study2, study10).
     """
@@ -33,4 +35,6 @@ def read_dataset(fmt: str, path: str | os.PathLike, names: tuple[str, ...], on_i
         return read_tianchi(path, names, on_invalid, progress=progress)
     if fmt == "csv":
         return read_csv(path, names, on_invalid, progress=progress)
-    raise ParamError(f"param data.format: must be 'tianchi' or 'csv', got {fmt!r}")
+    if fmt == "rsna2024":
+        return read_rsna2024(path, names, on_invalid, progress=progress)
+    raise ParamError(f"param data.format: must be 'tianchi', 'csv' or 'rsna2024', got {fmt!r}")

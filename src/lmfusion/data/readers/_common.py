@@ -31,6 +31,7 @@ class Study:
     spacing: tuple[float, float]  # (x, y) mm per pixel
     landmarks: np.ndarray  # (K, 2) float64, original pixels
     split: str | None  # 'train' / 'test' when the source says so, else None
+    off_instance: int = 0  # landmarks labelled on another slice of the series, kept in-plane (rsna2024)
 
 
 @dataclass(frozen=True)
