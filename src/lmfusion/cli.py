@@ -19,12 +19,19 @@ def _synth(args: argparse.Namespace) -> int:
     if out.exists() and any(out.iterdir()):
         raise LmfusionError(f"{out}: exists and is not empty; remove it or choose another --out "
                             "(nothing is overwritten)")
-    summary = synth.write_dataset(out, n=args.n, seed=args.seed, names=LANDMARKS)
+    if args.format == "rsna2024":
+        from lmfusion.data.synth import rsna2024
+
+        summary = rsna2024.write_rsna_dataset(out, n=args.n, seed=args.seed)
+        montage = (lambda: rsna2024.montage_rsna(out, count=16))  # noqa: E731
+    else:
+        summary = synth.write_dataset(out, n=args.n, seed=args.seed, names=LANDMARKS)
+        montage = (lambda: synth.montage_image(out, count=16, names=LANDMARKS))  # noqa: E731
     if args.montage:
         from lmfusion.drawing import write_png
 
-        write_png(args.montage, synth.montage_image(out, count=16, names=LANDMARKS))
-    print(f"wrote {args.n} synthetic studies to {out} ({summary})")
+        write_png(args.montage, montage())
+    print(f"wrote {args.n} synthetic studies in the {args.format} layout to {out} ({summary})")
     return 0
 
 
@@ -51,8 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lmfusion", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("synth", help="write the synthetic spine MRI dataset (challenge format)")
+    p = sub.add_parser("synth", help="write the synthetic spine MRI dataset (challenge or RSNA 2024 layout)")
     p.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
+    p.add_argument("--format", choices=("tianchi", "rsna2024"), default="tianchi",
+                   help="dataset layout: tianchi (the challenge's, 11 landmarks; default) or rsna2024 (five discs)")
     p.add_argument("--n", type=int, default=200, help="number of studies (default 200: 150 + 50, like the paper)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--montage", help="also write a PNG montage of 16 studies with their landmarks")
