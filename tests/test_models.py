@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+import yaml
 
-from lmfusion.errors import DataError, ParamError
+from lmfusion.errors import DataError, LmfusionError, ParamError
 from lmfusion.models import build_heatmap_net, build_regressor, load_model, save_model
 
 UNET = {"arch": "Unet", "encoder": "resnet18", "n_landmarks": 3, "encoder_depth": 3, "decoder_channels": [16, 8, 8]}
@@ -89,3 +90,75 @@ def test_load_model_errors(tmp_path):
     bad.write_bytes(b"not a model")
     with pytest.raises(DataError, match="bad.pt"):
         load_model(bad)
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """No network at all: the hub in offline mode, empty caches, and every socket connection refused at once."""
+    import socket
+
+    import huggingface_hub.constants as hub
+
+    def refuse(*args, **kwargs):
+        raise OSError("network disabled in the tests")
+
+    for key in ("HF_HOME", "TORCH_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.setenv(key, str(tmp_path / key.lower()))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+@pytest.mark.parametrize("build, key", [
+    (lambda: build_regressor("legacy_xception", 3, 0.2, weights="imagenet"), "train_xception.weights"),  # a URL
+    (lambda: build_regressor("resnet10t", 3, 0.2, weights="imagenet"), "train_xception.weights"),  # the hub
+    (lambda: build_heatmap_net(**UNET, weights="imagenet"), "train_unet.weights"),
+])
+def test_imagenet_offline_is_one_line_saying_how_to_pass_a_local_file(offline, build, key):
+    with pytest.raises(LmfusionError) as err:
+        build()
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(f"param {key}: imagenet: could not fetch")
+    assert f"set {key} to that local file" in message
+    assert ("pretrained=True" if key == "train_xception.weights" else "weights='imagenet'") in message
+
+
+def test_imagenet_for_a_model_without_pretrained_weights_is_a_param_error():
+    import timm
+
+    name = next(m for m in timm.list_models() if not timm.is_model_pretrained(m))
+    with pytest.raises(ParamError, match=f"train_xception.weights: timm has no pretrained weights for '{name}'"):
+        build_regressor(name, 3, 0.2, weights="imagenet")
+
+
+def test_colour_first_convolution_loads_summed_to_one_channel(tmp_path):
+    """A local ImageNet-style file (3 input channels, a classifier) is what `imagenet` would have given."""
+    import timm
+
+    torch.manual_seed(2)
+    colour = timm.create_model("resnet10t", pretrained=False, in_chans=3)
+    path = tmp_path / "resnet10t.pt"
+    torch.save(colour.state_dict(), path)
+    net = build_regressor("resnet10t", 3, 0.0, weights=str(path))
+    expected = _first_param(colour).sum(1, keepdim=True)
+    assert torch.equal(_first_param(net.backbone), expected)
+    assert torch.equal(net.backbone.state_dict()["layer1.0.conv1.weight"], colour.state_dict()["layer1.0.conv1.weight"])
+
+
+def test_imagenet_offline_stops_the_training_stage_with_one_line(tmp_path):
+    from test_train import make_stage_inputs, run_stage, stage_cmd
+
+    root = make_stage_inputs(tmp_path / "in")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["train_xception"]["weights"] = "imagenet"  # resnet10t: its weights live on the hub, which is offline
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "TORCH_HOME": str(tmp_path / "torch")}
+    proc = run_stage(stage_cmd("train_xception", root, tmp_path / "out"), env=env, check=False)
+    assert proc.returncode == 1, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr
+    assert errors[0].startswith("error: param train_xception.weights: imagenet: could not fetch")
+    assert not (tmp_path / "out" / "models").exists()
