@@ -23,6 +23,7 @@ MODEL_FILES = {"regressor": Path("models/xception/model.pt"), "heatmap": Path("m
 FUSION_FILE = Path("models/fusion.json")
 SPACING_RANGE_MM = (0.2, 2.0)  # plausible in-plane spacing of sagittal lumbar MRI
 LOW_CONFIDENCE = 0.1  # U-Net probability at the chosen point below which a landmark is flagged
+MIN_SIDE_PX = 32  # an image narrower or shorter than this cannot show a lumbar spine: refused, not guessed at
 
 
 @dataclass
@@ -123,6 +124,9 @@ class LandmarkPredictor:
         pixels = np.asarray(pixels)
         if pixels.ndim != 2 or pixels.size == 0:
             raise DataError(f"expected a 2-D grayscale image, got shape {pixels.shape}")
+        if min(pixels.shape) < MIN_SIDE_PX:
+            raise DataError(f"image of {pixels.shape[1]}x{pixels.shape[0]} px is too small to hold a spine (each "
+                            f"side must be at least {MIN_SIDE_PX} px)")
         hm, reg = self.preprocess(pixels)
         coords, heatmaps = self.networks.outputs(hm[None], reg[None])
         height, width = pixels.shape

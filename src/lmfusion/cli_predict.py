@@ -123,8 +123,10 @@ def run_predict(args: argparse.Namespace) -> int:
                 log.warning("%s: no pixel spacing (use --spacing); assuming 1.0 mm", item.source)
             prediction = predictor.predict(pixels, spacing)
         except (LmfusionError, MemoryError, cv2.error, ValueError) as e:
-            # our errors name the file already; others get it prefixed
-            message = str(e) if isinstance(e, LmfusionError) else f"{item.source}: {type(e).__name__}: {e}"
+            # name the file once: our readers' errors do already, the API's and others' get it prefixed
+            message = f"{item.source}: {type(e).__name__}: {e}"
+            if isinstance(e, LmfusionError):
+                message = str(e) if str(item.source) in str(e) else f"{item.source}: {e}"
             failures += 1
             tqdm.write(f"error: {message}", file=sys.stderr)
             rows.append({"name": item.name, "input": str(item.source), "status": "error", "error": str(e)})
