@@ -45,8 +45,9 @@ def deep_update(base: dict, new: dict) -> dict:
     return base
 
 
-def make_pipeline_repo(root: Path, params: dict, n_studies: int = 14) -> Path:
-    """A git + DVC repository holding this project's pipeline files, tiny params and synthetic data."""
+def make_pipeline_repo(root: Path, params: dict, n_studies: int = 14, fmt: str = "tianchi") -> Path:
+    """A git + DVC repository holding this project's pipeline files, tiny params and synthetic data in the layout
+    `fmt` (`lmfusion synth --format`; params must set data.format and base.landmarks to match)."""
     root.mkdir(parents=True, exist_ok=True)
     for name in ("dvc.yaml", ".dvcignore", ".gitignore", "params.yaml"):
         shutil.copy(REPO / name, root / name)
@@ -57,7 +58,7 @@ def make_pipeline_repo(root: Path, params: dict, n_studies: int = 14) -> Path:
     run(["git", "init", "-q", "-b", "main"], root)
     run(["dvc", "init", "-q"], root)
     run(["dvc", "config", "core.analytics", "false"], root)
-    run(["lmfusion", "synth", "--out", "data", "--n", str(n_studies), "--seed", "0"], root)
+    run(["lmfusion", "synth", "--out", "data", "--n", str(n_studies), "--seed", "0", "--format", fmt], root)
     run(["dvc", "add", "-q", "data"], root)
     run(["git", "add", "-A"], root)
     run(["git", "commit", "-qm", "tiny pipeline"], root)
