@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 
 import pytest
 
 from conftest import run
 
 pytestmark = pytest.mark.slow
+
+QUEUE_TIMEOUT_S = 900  # the queued fusion-only experiment takes well under a minute on 2 CPU cores
 
 from lmfusion.decode import METHODS
 
@@ -79,3 +82,39 @@ def test_metrics_diff_between_commits(tiny_pipeline, tmp_path):
     changed = json.loads(diff)["metrics/evaluate.json"]
     assert any(key.startswith("test.fused") for key in changed)
     assert "fusion_sigma_hm" in json.dumps(changed) or any("fused" in k for k in changed)
+
+
+def _queue_state(root, env, name: str) -> str:
+    """The queued experiment's status in `dvc queue status` (Queued, Running, Success, Failed), '' when not listed."""
+    out = run(["dvc", "queue", "status"], root, env=env).stdout
+    row = next((line.split() for line in out.splitlines() if name in line.split()), [])
+    return next((w for w in row if w in ("Queued", "Running", "Success", "Failed")), "")
+
+
+def test_queued_fusion_experiment_trains_nothing(tiny_pipeline, tmp_path):
+    """`dvc exp run --queue` + `dvc queue start` work in a fresh copy: the trained models are restored from the cache,
+    and only evaluate and report run."""
+    root = tmp_path / "repo"
+    shutil.copytree(tiny_pipeline["root"], root, symlinks=True)
+    env, name = tiny_pipeline["env"], "fusion-only"
+    run(["dvc", "exp", "run", "--queue", "-n", name, "-S", "fusion.sigma=3"], root, env=env)
+    start, state = time.monotonic(), ""
+    run(["dvc", "queue", "start"], root, env=env)  # spawns a worker and returns at once
+    try:
+        state = _queue_state(root, env, name)
+        while state not in ("Success", "Failed") and time.monotonic() - start < QUEUE_TIMEOUT_S:
+            time.sleep(2)
+            state = _queue_state(root, env, name)
+    finally:
+        run(["dvc", "queue", "stop", "--kill"] if state not in ("Success", "Failed") else ["dvc", "queue", "stop"],
+            root, env=env, check=False)  # an idle worker also stops on its own after 10 s
+    seconds = time.monotonic() - start
+    logs = run(["dvc", "queue", "logs", name], root, env=env, check=False)
+    out = logs.stdout + logs.stderr
+    assert state == "Success", f"{state or 'not listed'} after {seconds:.0f} s:\n{out[-4000:]}"
+    print(f"queued fusion-only experiment: {seconds:.1f} s from dvc queue start to Success")
+    assert "Running stage 'evaluate'" in out and "Running stage 'report'" in out
+    for stage in ("prepare", "heatmaps", "train_xception", "train_unet", "infer"):
+        assert f"Running stage '{stage}'" not in out, stage
+    shown = json.dumps(json.loads(run(["dvc", "exp", "show", "--json"], root).stdout))
+    assert name in shown and '"sigma": 3' in shown
