@@ -197,7 +197,7 @@ BAD: list[tuple[Callable[[Layout], None], str]] = [
     (_remove_series_folder, "train_images/100/1001/: series folder missing"),
     (_drop_level, "level L3/L4 missing (no Spinal Canal Stenosis row for it)"),
     (_duplicate_row, f"level L2/L3 labelled 2 times (instances {MIDDLE}, {MIDDLE})"),
-    (_missing_instance, "train_images/100/1001/9.dcm (level L1-L2): no such file"),
+    (_missing_instance, "train_images/100/1001/9.dcm (level L1/L2): no such file"),
     (_corrupt_labelled_slice, f"train_images/100/1001/{MIDDLE}.dcm: not a readable DICOM image"),
     (_corrupt_other_slice, f"train_images/100/1001/{NUMBERS[0]}.dcm: not a readable DICOM file"),
     (_no_spacing, f"train_images/100/1001/{MIDDLE}.dcm: no PixelSpacing"),

@@ -144,7 +144,8 @@ def _rsna_study(root: Path, study: str, series: pd.DataFrame, labels: pd.DataFra
     for name, (number, _, _) in wanted.items():
         files[number] = folder / f"{number}.dcm"
         if not files[number].is_file():
-            raise Invalid(f"{rel}/{number}.dcm (level {name}): no such file")
+            level = next(k for k, v in LEVELS.items() if v == name)
+            raise Invalid(f"{rel}/{number}.dcm (level {level}): no such file")
     levels = {name: number for name, (number, _, _) in wanted.items()}
     positions = ({n: _slice_position(f, f"{rel}/{n}.dcm") for n, f in files.items()} if len(files) > 1
                  else {n: 0.0 for n in files})
