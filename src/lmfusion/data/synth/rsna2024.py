@@ -83,7 +83,9 @@ def _write_study(images: Path, study: SynthStudy, rng: np.random.Generator, seed
     """Write the study's DICOM files; return its description rows and label rows."""
     study_id, series_ids = _ids(seed, index)
     numbers = _instances(study, rng)
-    uid = lambda *parts: generate_uid(entropy_srcs=["lmfusion-rsna", str(seed), str(index), *map(str, parts)])  # noqa: E731
+    def uid(*parts: object) -> str:
+        return generate_uid(entropy_srcs=["lmfusion-rsna", str(seed), str(index), *map(str, parts)])
+
     for im, number in zip(study.images, numbers):
         write_dicom(images / str(study_id) / str(series_ids[im.series]) / f"{number}.dcm", im.pixels,
                     spacing=im.spacing, study_uid=uid("study"), series_uid=uid(im.series),
