@@ -69,3 +69,45 @@ def test_summarize_layout_values_and_json() -> None:
     json.dumps(s, allow_nan=False)
     with pytest.raises(DataError, match="base.landmarks"):
         metrics.summarize(pred, truth, spacing, ["L1"], [1.0])
+
+
+def _spine(k: int = 11) -> np.ndarray:
+    """(1, K, 2) a straight chain, one landmark every 10 px down, alternating a little in x (disc, body)."""
+    return np.stack([np.where(np.arange(k) % 2 == 0, 50.0, 52.0), 10.0 + 10.0 * np.arange(k)], -1)[None]
+
+
+def test_study_identified_needs_every_landmark_within_the_radius() -> None:
+    err = np.array([[1.0, 8.0, 2.0], [1.0, 8.0 + 1e-9, 2.0], [1.0, np.nan, 2.0]])
+    np.testing.assert_array_equal(metrics.study_identified(err, 8.0), [True, False, False])
+    assert metrics.study_identified(np.zeros((0, 3)), 8.0).shape == (0,)
+
+
+def test_level_shift_on_hand_cases() -> None:
+    truth, spacing = _spine(), np.array([[1.0, 1.0]])
+    assert metrics.level_shift(truth + 1.0, truth, spacing).tolist() == [0]  # clean, 1.4 mm off everywhere
+    # the whole chain moved a level (two landmarks, 20 px) down: 9 landmarks have a k + 2, all nearer it
+    down = truth + [0.0, 20.0]
+    assert metrics.level_shift(down, truth, spacing).tolist() == [1]
+    assert metrics.level_shift(truth - [0.0, 20.0], truth, spacing).tolist() == [-1]
+    # one wrong landmark (L3 on L4's body) is not a whole-level shift
+    one = truth.copy()
+    one[0, 5] = truth[0, 7]
+    assert metrics.level_shift(one, truth, spacing).tolist() == [0]
+    # 5 of the 9 landmarks with a k + 2 are on it: more than half; 4 of 9 is not
+    part = truth.copy()
+    part[0, :5] = truth[0, 2:7]
+    assert metrics.level_shift(part, truth, spacing).tolist() == [1]
+    part[0, 4] = truth[0, 4]
+    assert metrics.level_shift(part, truth, spacing).tolist() == [0]
+    # per study: a batch of a clean and a shifted study
+    both = np.concatenate([truth, down])
+    assert metrics.level_shift(both, np.concatenate([truth, truth]), np.ones((2, 2))).tolist() == [0, 1]
+    assert metrics.level_shift(truth[:, :2] + 5, truth[:, :2], spacing).tolist() == [0]  # K < 3
+
+
+def test_flag_rates_count_caught_wrong_and_flagged_right_studies() -> None:
+    flagged = np.array([True, False, True, True, False])
+    wrong = np.array([True, True, False, False, False])
+    assert metrics.flag_rates(flagged, wrong) == {"caught": 0.5, "false_alarm": 2 / 3}
+    rates = metrics.flag_rates(flagged[:1], wrong[:1])
+    assert rates["caught"] == 1.0 and np.isnan(rates["false_alarm"])

@@ -96,3 +96,44 @@ def summarize(pred: np.ndarray, truth: np.ndarray, spacing: np.ndarray, names: S
         out["per_landmark"][name] = {"mre_mm": mre_k, "sd_mm": sd_k,
                                      **{f"sdr_{key}": _r(v) for key, v in sdr(errors[:, k], radii).items()}}
     return out
+
+
+def study_identified(errors: np.ndarray, radius: float) -> np.ndarray:
+    """(N,) True where all K landmark errors of a study, (N, K) in mm, are <= radius (a NaN error is a miss)."""
+    return np.all(np.asarray(errors, dtype=np.float64) <= radius, axis=-1)
+
+
+def level_shift(pred: np.ndarray, truth: np.ndarray, spacing: np.ndarray) -> np.ndarray:
+    """(N,) whole-level shift of each study's predicted chain: +1 a level too low, -1 a level too high, 0 neither.
+
+    A study is shifted down when more than half of its landmarks that have a same-kind landmark two places further
+    down (k + 2: disc to disc, body to body) lie nearer (mm) that landmark's truth than their own; up likewise with
+    k - 2. Landmarks whose distances are NaN are left out of the count; a study shifted both ways counts as 0.
+
+    Args:
+        pred, truth: (N, K, 2) in pixels, top to bottom; spacing: (N, 2) mm per pixel.
+    """
+    own = radial_errors(pred, truth, spacing)  # (N, K)
+    shift = np.zeros(own.shape[0], np.int64)
+    if own.shape[-1] < 3:
+        return shift
+    pred, truth = np.asarray(pred, np.float64), np.asarray(truth, np.float64)
+    down = radial_mm(pred[:, :-2], truth[:, 2:], spacing)  # (N, K-2): landmark k against truth k + 2
+    up = radial_mm(pred[:, 2:], truth[:, :-2], spacing)  # (N, K-2): landmark k against truth k - 2
+
+    def majority(other: np.ndarray, mine: np.ndarray) -> np.ndarray:
+        valid = np.isfinite(other) & np.isfinite(mine)
+        return (valid & (other < mine)).sum(-1) > 0.5 * valid.sum(-1)
+
+    is_down, is_up = majority(down, own[:, :-2]), majority(up, own[:, 2:])
+    shift[is_down & ~is_up] = 1
+    shift[is_up & ~is_down] = -1
+    return shift
+
+
+def flag_rates(flagged: np.ndarray, wrong: np.ndarray) -> dict[str, float]:
+    """How well a per-study flag finds wrong studies: {"caught": share of the wrong studies flagged, "false_alarm":
+    share of the right ones flagged}, each NaN when there is no such study. Both args are (N,) bool."""
+    flagged, wrong = np.asarray(flagged, bool), np.asarray(wrong, bool)
+    return {"caught": float(flagged[wrong].mean()) if wrong.any() else float("nan"),
+            "false_alarm": float(flagged[~wrong].mean()) if (~wrong).any() else float("nan")}
