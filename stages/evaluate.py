@@ -19,7 +19,8 @@ from lmfusion import evaluation_figures, runs
 from lmfusion.config import EvaluateConfig, as_dict, load_params
 from lmfusion.data.prepared import Prepared, load_prepared
 from lmfusion.decode import METHODS, Decoded, LandmarkDecoder
-from lmfusion.evaluation import SplitOutputs, decode_split, fit_decoder, load_metas, load_split, method_metrics, sdr_curve
+from lmfusion.evaluation import (SplitOutputs, best_method, decode_split, fit_decoder, flag_summary, load_metas,
+                                 load_split, method_metrics, sdr_curve, study_table)
 from lmfusion.io import atomic_path, write_json
 from lmfusion.metrics import radius_key
 from lmfusion.stage import stage_main
@@ -33,22 +34,28 @@ def main() -> None:
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args()
 
-    p = load_params(args.params, ("base", "fusion", "evaluate"))
+    p = load_params(args.params, ("base", "fusion", "chain", "evaluate"))
     names, fcfg, ecfg = tuple(p["base"].landmarks), p["fusion"], p["evaluate"]
     data = load_prepared(args.prepared, names)
     val = load_split(args.outputs, "val", data)
     test = load_split(args.outputs, "test", data)
+    train = data.split_indices("train")
 
-    decoder, fit = fit_decoder(val, fcfg, ecfg.target_radius)
-    results = {"val": method_metrics(decode_split(val, decoder), val, names, ecfg)}
-    decoded = decode_split(test, decoder)
-    results["test"] = method_metrics(decoded, test, names, ecfg)
+    decoder, fit = fit_decoder(val, data.landmarks[train], data.spacing[train], fcfg, p["chain"], ecfg.target_radius)
+    decoded_val, decoded = decode_split(val, decoder), decode_split(test, decoder)
+    results = {"val": method_metrics(decoded_val, val, names, ecfg), "test": method_metrics(decoded, test, names, ecfg)}
+    decoder = decoder.replace(best_method=best_method(results["val"], ecfg.target_radius))
+    results["best_method"] = decoder.best_method
+    results["level_flag"] = {"margin_threshold": round(decoder.margin_threshold, 4),
+                             "val": flag_summary(decoded_val, val), "test": flag_summary(decoded, test)}
     sigma_json = decoder.to_dict()["sigma_hm"]
     results["fusion_sigma_hm"] = [round(s, 4) if isinstance(s, float) else s for s in sigma_json]
-    write_json(args.fusion_json, {"sigma_hm": sigma_json, "names": list(names), "min_product": decoder.min_product,
-                                  "fit": fit})
+    write_json(args.fusion_json, {**decoder.to_dict(), "names": list(names), "fit": fit})
+    studies = {s: data.index["study"].to_numpy()[split.rows] for s, split in (("val", val), ("test", test))}
     _write_plots(Path(args.plots_dir), data=data, test=test, decoded=decoded, decoder=decoder, results=results,
-                 names=names, cfg=ecfg)
+                 names=names, cfg=ecfg, studies=pd.concat(
+                     [study_table(d, sp, studies[s], ecfg.target_radius).assign(split=s)
+                      for s, d, sp in (("val", decoded_val, val), ("test", decoded, test))]))
     write_json(args.metrics_json, results)
 
     run_ids = runs.log_evaluation(
@@ -61,12 +68,12 @@ def main() -> None:
     t = results["test"]
     key = radius_key(ecfg.target_radius)
     print("test SDR@" + key + ": " + ", ".join(f"{m} {t[m]['sdr'][key]:.3f}" for m in METHODS)
-          + f"; fallbacks {t['fallbacks']}/{t['landmarks']}")
+          + f"; fallbacks {t['fallbacks']}/{t['landmarks']}; best on val: {decoder.best_method}")
 
 
 def _write_plots(plots_dir: Path, *, data: Prepared, test: SplitOutputs, decoded: Decoded, decoder: LandmarkDecoder,
-                 results: dict, names: tuple[str, ...], cfg: EvaluateConfig) -> None:
-    """SDR against radius and per-landmark MRE as DVC plot data (CSV), the figures as PNG."""
+                 results: dict, names: tuple[str, ...], cfg: EvaluateConfig, studies: pd.DataFrame) -> None:
+    """SDR against radius and per-landmark MRE as DVC plot data (CSV), one row per study, the figures as PNG."""
     radii = np.round(np.arange(0.0, 20.01, 0.5), 2)
     curves = sdr_curve(decoded, test, radii)
     sdr_table = pd.DataFrame({"radius_mm": radii, **curves})
@@ -75,9 +82,10 @@ def _write_plots(plots_dir: Path, *, data: Prepared, test: SplitOutputs, decoded
     with atomic_path(plots_dir, is_dir=True) as tmp:
         sdr_table.to_csv(tmp / "sdr.csv", index=False, float_format="%.4f")
         per_landmark.to_csv(tmp / "per_landmark_mre.csv", index=False, float_format="%.4f")
+        studies.to_csv(tmp / "studies.csv", index=False)
         evaluation_figures.evaluation_figures(tmp, data=data, split=test, decoded=decoded, sigma_hm=decoder.sigma_hm,
                                               names=names, curves=curves, radii=radii, per_landmark=per_landmark,
-                                              cfg=cfg)
+                                              cfg=cfg, worst_by=decoder.best_method)
 
 
 if __name__ == "__main__":

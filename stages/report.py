@@ -42,7 +42,8 @@ def main() -> None:
         names=names, radii=ecfg.radii, radius=ecfg.target_radius, evaluate=_read_json(mdir / "evaluate.json"),
         prepare=_read_json(mdir / "prepare.json"),
         trains={s: _read_json(mdir / f"{s}.json") for s in ("train_xception", "train_unet")},
-        fit=_read_json(Path(args.fusion_json))["fit"], sigma_hm=LandmarkDecoder.load(args.fusion_json).sigma_hm)
+        fitted=_read_json(Path(args.fusion_json)), sigma_hm=LandmarkDecoder.load(args.fusion_json).sigma_hm,
+        chain_example=(Path(args.eval_plots) / "chain_example.png").exists())
     data = load_prepared(args.prepared, names)
     val, test = load_split(args.outputs, "val", data), load_split(args.outputs, "test", data)
     auto = inputs.sigma_hm if fcfg.sigma == "auto" else None
@@ -53,7 +54,7 @@ def main() -> None:
 
     with atomic_path(args.out, is_dir=True) as tmp:
         (tmp / "figures").mkdir()
-        for fn, _ in figures:
+        for fn in [fn for fn, _ in figures] + (["chain_example.png"] if inputs.chain_example else []):
             shutil.copy(Path(args.eval_plots) / fn, tmp / "figures" / fn)
         charts.sigma_sweep_png(tmp / "figures" / "sigma_sweep.png", [r["sigma"] for r in sweep],
                                [r["test_sdr"] for r in sweep], [r["test_mre"] for r in sweep])

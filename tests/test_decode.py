@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import yaml
 
-from lmfusion import fusion
+from lmfusion import chain_fit, fusion
+from lmfusion.chain import ChainSettings
 from lmfusion.coords import rescale, to_norm
 from lmfusion.decode import METHODS, LandmarkDecoder
 from lmfusion.errors import DataError
@@ -31,7 +32,7 @@ def test_decode_hm_gives_every_method_and_is_chunk_invariant(monkeypatch: pytest
     hm, xy_reg = _random_case(n=5, k=3, seed=1)
     sigma = np.array([2.0, 3.0, 5.0])
     out = LandmarkDecoder(sigma, 1e-4).decode_hm(hm, xy_reg)
-    assert set(out.xy) == {"direct", "argmax", "argmax_subpixel", "fused", "fused_subpixel"}
+    assert set(out.xy) == {"direct", "argmax", "argmax_subpixel", "fused", "fused_subpixel", "chain", "chain_subpixel"}
     assert all(v.shape == (5, 3, 2) for v in out.xy.values()) and out.fallback.shape == (5, 3)
     np.testing.assert_array_equal(out.xy["direct"], xy_reg)
     np.testing.assert_array_equal(out.xy["argmax"], decode(hm)[0])
@@ -62,11 +63,39 @@ def test_decode_rescales_every_method_to_the_original_pixels() -> None:
 
 
 def test_decoder_file_round_trip_keeps_infinite_sigma(tmp_path: Path) -> None:
-    decoder = LandmarkDecoder(np.array([1.5, np.inf, 0.0]), 0.001)
+    model = chain_fit.fit_chain_model(np.cumsum(np.ones((4, 3, 2)), axis=1), np.ones((4, 2)))
+    decoder = LandmarkDecoder(np.array([1.5, np.inf, 0.0]), 0.001, chain_model=model,
+                              chain=ChainSettings(prior_weight=0.5, n_candidates=3), margin_threshold=2.5,
+                              best_method="chain_subpixel")
     write_json(tmp_path / "fusion.json", {**decoder.to_dict(), "fit": {"mode": "fixed"}})
     loaded = LandmarkDecoder.load(tmp_path / "fusion.json")
     np.testing.assert_array_equal(loaded.sigma_hm, decoder.sigma_hm)
-    assert loaded.min_product == decoder.min_product
+    np.testing.assert_allclose(loaded.chain_model.cov, model.cov)
+    assert (loaded.min_product, loaded.chain, loaded.margin_threshold, loaded.best_method) == (
+        decoder.min_product, decoder.chain, 2.5, "chain_subpixel")
+
+
+def test_without_a_chain_model_chain_is_fused_and_nothing_is_flagged() -> None:
+    hm, xy_reg = _random_case(n=2, k=3, seed=3)
+    out = LandmarkDecoder(np.full(3, 2.0), 1e-4).decode(to_norm(xy_reg, W, H), hm, np.full((2, 2), 64.0))
+    np.testing.assert_array_equal(out.xy["chain"], out.xy["fused"])
+    assert np.isnan(out.margin).all() and not out.level_uncertain.any()
+
+
+def test_the_chain_pulls_a_level_off_landmark_back_and_flags_by_margin() -> None:
+    truth = np.array([[[32.0, 8.0 + 8 * k] for k in range(6)]])  # (1, K=6, 2): a chain down the middle
+    hm = np.maximum(encode(truth, H, W, 1.5), 0.5 * encode(truth + [0.0, 16.0], H, W, 1.5))  # a level-down rival
+    hm[0, 2] = np.maximum(0.6 * hm[0, 2], encode(truth[0, 4], H, W, 1.5))  # landmark 2 peaks two places down
+    model = chain_fit.fit_chain_model(np.repeat(truth, 5, 0) + np.random.default_rng(0).normal(0, 0.3, (5, 6, 2)),
+                                      np.ones((5, 2)))
+    decoder = LandmarkDecoder(np.full(6, np.inf), 1e-4, chain_model=model,
+                              chain=ChainSettings(prior_weight=0.0, pairwise_weight=1.0, n_candidates=3))
+    out = decoder.decode(to_norm(truth, W, H), hm.astype(np.float16), np.array([[W, H]], np.float64))
+    np.testing.assert_allclose(out.xy["argmax"][0, 2], truth[0, 4])  # alone, the landmark sits a level off
+    np.testing.assert_allclose(out.xy["chain"][0], truth[0])  # in the chain, its neighbours pull it back
+    assert 0 < out.margin[0] < np.inf and not out.level_uncertain[0]
+    assert decoder.replace(margin_threshold=out.margin[0] + 1).decode(
+        to_norm(truth, W, H), hm.astype(np.float16), np.array([[W, H]], np.float64)).level_uncertain[0]
 
 
 def test_dvc_plots_name_the_decoders_methods() -> None:

@@ -6,6 +6,7 @@ import json
 import shutil
 import time
 
+import pandas as pd
 import pytest
 
 from conftest import run
@@ -25,11 +26,18 @@ def test_repro_writes_metrics_plots_and_report(tiny_pipeline):
             assert set(ev[split][m]["sdr"]) == {"2mm", "4mm", "6mm", "8mm", "10mm"}
             assert len(ev[split][m]["per_landmark"]) == 11
         assert "relative_improvement" in ev[split]["fused_vs_direct"]
+        for m in METHODS:
+            assert 0.0 <= ev[split][m]["study_identification"] <= 1.0 and ev[split][m]["level_shifts"] >= 0
+        assert set(ev["level_flag"][split]) >= {"wrong_level_studies", "flagged", "caught", "false_alarm"}
+    assert ev["best_method"] in METHODS
+    studies = pd.read_csv(root / "plots" / "evaluate" / "studies.csv")
+    assert len(studies) == 6 and {"margin", "level_uncertain", "chain_max_mm", "fused_level_shift"} <= set(studies)
     for name in ("sdr.csv", "per_landmark_mre.csv", "overlays.png", "worst_cases.png", "fusion_example.png",
                  "sdr_curve.png", "per_landmark_mre.png"):
         assert (root / "plots" / "evaluate" / name).stat().st_size > 0, name
     report = (root / "reports" / "ablation.md").read_text()
     assert "| fused (the paper) |" in report and "Sigma sweep" in report
+    assert "| chain (joint decode of the 11) |" in report and "## The chain decode" in report
     assert (root / "reports" / "figures" / "sigma_sweep.png").exists()
     fitted = json.loads((root / "models" / "fusion.json").read_text())
     assert len(fitted["sigma_hm"]) == 11 and fitted["fit"]["mode"] == "auto"
@@ -60,7 +68,8 @@ def test_mlflow_groups_training_and_evaluation(tiny_pipeline):
 def test_fusion_param_reruns_only_evaluate_and_report(tiny_pipeline, tmp_path):
     root = tmp_path / "repo"  # a copy: the experiment's results are applied to its workspace
     shutil.copytree(tiny_pipeline["root"], root, symlinks=True)
-    proc = run(["dvc", "exp", "run", "-S", "fusion.sigma=3"], root, env=tiny_pipeline["env"])
+    proc = run(["dvc", "exp", "run", "-S", "fusion.sigma=3", "-S", "chain.pairwise_weight=0.3"], root,
+               env=tiny_pipeline["env"])
     out = proc.stdout + proc.stderr
     assert "Running stage 'evaluate'" in out and "Running stage 'report'" in out
     for stage in ("prepare", "heatmaps", "train_xception", "train_unet", "infer"):

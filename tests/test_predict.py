@@ -12,6 +12,7 @@ import pytest
 
 from conftest import run
 from lmfusion.data.dicom import read_dicom
+from lmfusion.decode import METHODS
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +32,9 @@ def _check_schema(record: dict) -> None:
     for lm in record["landmarks"]:
         assert set(lm) == {"name", "x", "y", "x_mm", "y_mm", "confidence"}
         assert 0.0 <= lm["confidence"] <= 1.0
-    assert {"low_confidence", "order_violated", "implausible_spacing", "spacing_assumed"} <= set(record["flags"])
+    assert {"low_confidence", "order_violated", "implausible_spacing", "spacing_assumed",
+            "level_uncertain"} <= set(record["flags"])
+    assert "level_margin" in record and record["method"] in METHODS
     ys = [lm["y"] for lm in record["landmarks"]]
     assert record["flags"]["order_violated"] == (not all(a < b for a, b in zip(ys, ys[1:])))
 
@@ -39,8 +42,10 @@ def _check_schema(record: dict) -> None:
 def test_study_folder_chooses_mid_sagittal_t2(tiny_pipeline, tmp_path):
     root = tiny_pipeline["root"]
     study = sorted((root / "data" / "lumbar_train150").iterdir())[0]
-    run(["lmfusion", "predict", str(study), "--out", str(tmp_path), "--pipeline", str(root)], root)
+    proc = run(["lmfusion", "predict", str(study), "--out", str(tmp_path), "--pipeline", str(root)], root)
     record = json.loads((tmp_path / f"{study.name}.json").read_text())
+    best = json.loads((root / "models" / "fusion.json").read_text())["best_method"]
+    assert record["method"] == best and f"method: {best} (the best on the validation split)" in proc.stderr
     import pydicom
 
     chosen = pydicom.dcmread(record["chosen_file"], stop_before_pixels=True)
@@ -73,6 +78,7 @@ def test_png_with_spacing_and_csv_batch_with_a_corrupt_file(tiny_pipeline, tmp_p
     assert "broken.png" in proc.stderr and "1 failed" in proc.stdout
     summary = pd.read_csv(tmp_path / "batch" / "summary.csv")
     assert sorted(summary["status"]) == ["error", "ok", "ok"]
+    assert {"method", "level_margin", "level_uncertain"} <= set(summary.columns)
     assert (tmp_path / "batch" / "a.json").exists() and (tmp_path / "batch" / "b.json").exists()
     assert not (tmp_path / "batch" / "broken.json").exists()
 
@@ -98,4 +104,4 @@ def test_api_matches_the_evaluate_stage(tiny_pipeline):
     row = int(test.rows[0])
     image = read_dicom(root / "data" / data.index["source"].iloc[row])
     result = predictor.predict(image.pixels, spacing=image.spacing)
-    np.testing.assert_allclose(result.xy, decoded.xy["fused"][0], atol=1e-6)
+    np.testing.assert_allclose(result.xy, decoded.xy[predictor.method][0], atol=1e-6)

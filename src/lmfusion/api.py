@@ -36,6 +36,7 @@ class Prediction:
     confidence: np.ndarray  # (K,)
     method: str
     flags: dict[str, Any] = field(default_factory=dict)
+    level_margin: float = float("nan")  # the chain's margin over its best rival chain (NaN without a chain model)
 
     @property
     def xy_mm(self) -> np.ndarray:
@@ -50,6 +51,7 @@ class Prediction:
                  "y_mm": round(float(q[1]), 3), "confidence": round(float(c), 4)}
                 for n, p, q, c in zip(self.names, self.xy, self.xy_mm, self.confidence)
             ],
+            "level_margin": round(self.level_margin, 4) if np.isfinite(self.level_margin) else str(self.level_margin),
             "flags": self.flags,
         }
 
@@ -72,7 +74,9 @@ class LandmarkPredictor:
     >>> result = predictor.predict(pixels, spacing=(0.7, 0.7))
     """
 
-    def __init__(self, networks: Networks, prepare: PrepareConfig, decoder: LandmarkDecoder, method: str = "fused"):
+    def __init__(self, networks: Networks, prepare: PrepareConfig, decoder: LandmarkDecoder,
+                 method: str | None = None):
+        method = method or decoder.best_method
         if method not in METHODS:
             raise ParamError(f"method {method!r}: must be one of {', '.join(METHODS)}")
         self.networks = networks
@@ -82,9 +86,13 @@ class LandmarkPredictor:
         self.names = networks.names
 
     @classmethod
-    def from_pipeline(cls, root: str | os.PathLike = ".", *, sigma: float | None = None, method: str = "fused",
+    def from_pipeline(cls, root: str | os.PathLike = ".", *, sigma: float | None = None, method: str | None = None,
                       device: str | None = None) -> LandmarkPredictor:
-        """Load the models, params.yaml and the fitted decoder from a pipeline folder (or a downloaded copy)."""
+        """Load the models, params.yaml and the fitted decoder from a pipeline folder (or a downloaded copy).
+
+        method: one of decode.METHODS; None takes the one that was best on the validation split.
+        sigma: a fixed fusion prior sigma (heatmap px) instead of the fitted one.
+        """
         root = Path(root)
         params = load_params(root / "params.yaml", ("prepare", "fusion"))
         missing = [str(root / p) for p in MODEL_FILES.values() if not (root / p).is_file()]
@@ -93,14 +101,18 @@ class LandmarkPredictor:
         networks = Networks.load(root / MODEL_FILES["regressor"], root / MODEL_FILES["heatmap"], device)
         fusion_cfg: FusionConfig = params["fusion"]
         chosen = sigma if sigma is not None else fusion_cfg.sigma
-        if chosen == "auto":
-            try:
-                decoder = LandmarkDecoder.load(root / FUSION_FILE)
-            except (OSError, ValueError, KeyError):
-                raise DataError(f"{root / FUSION_FILE}: missing or unreadable; fusion.sigma is auto, so run the "
-                                "evaluate stage first (dvc repro) or pass a sigma") from None
-        else:
-            decoder = LandmarkDecoder(np.full(len(networks.names), float(chosen)), fusion_cfg.min_product)
+        try:
+            fitted = LandmarkDecoder.load(root / FUSION_FILE)
+        except (OSError, ValueError, KeyError):
+            fitted = None
+        if chosen == "auto" and fitted is None:
+            raise DataError(f"{root / FUSION_FILE}: missing or unreadable; fusion.sigma is auto, so run the "
+                            "evaluate stage first (dvc repro) or pass a sigma")
+        decoder = fitted
+        if chosen != "auto":  # a fixed prior sigma; the fitted chain (when there is one) is kept
+            sigma_hm = np.full(len(networks.names), float(chosen))
+            decoder = (fitted.replace(sigma_hm=sigma_hm) if fitted is not None
+                       else LandmarkDecoder(sigma_hm, fusion_cfg.min_product))
         return cls(networks, params["prepare"], decoder, method)
 
     @classmethod
@@ -130,10 +142,12 @@ class LandmarkPredictor:
         hm, reg = self.preprocess(pixels)
         coords, heatmaps = self.networks.outputs(hm[None], reg[None])
         height, width = pixels.shape
-        decoded = self.decoder.decode(coords, heatmaps, np.array([[width, height]], np.float64))
-        xy = decoded.xy[self.method][0]
         spacing_given = spacing is not None
         spacing = tuple(float(s) for s in (spacing or (1.0, 1.0)))
-        flags = quality_flags(self.names, xy, decoded.confidence[0], spacing, spacing_given)
+        decoded = self.decoder.decode(coords, heatmaps, np.array([[width, height]], np.float64),
+                                      np.array([spacing], np.float64))
+        xy, confidence = decoded.xy[self.method][0], decoded.scores[self.method][0]
+        flags = quality_flags(self.names, xy, confidence, spacing, spacing_given)
         flags["fallback"] = [n for n, f in zip(self.names, decoded.fallback[0]) if f]
-        return Prediction(self.names, xy, spacing, decoded.confidence[0], self.method, flags)
+        flags["level_uncertain"] = bool(decoded.level_uncertain[0])
+        return Prediction(self.names, xy, spacing, confidence, self.method, flags, float(decoded.margin[0]))

@@ -112,6 +112,8 @@ def run_predict(args: argparse.Namespace) -> int:
     else:
         predictor = LandmarkPredictor.from_pipeline(args.pipeline, sigma=args.sigma, method=args.method,
                                                     device=args.device)
+    how = "as asked" if args.method else "the best on the validation split"
+    print(f"method: {predictor.method} ({how})", file=sys.stderr)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     items = expand_inputs(args.inputs)
@@ -136,8 +138,9 @@ def run_predict(args: argparse.Namespace) -> int:
         write_png(out / f"{item.name}.png", overlay(pixels, prediction))
         flags = prediction.flags
         row = {"name": item.name, "input": str(item.source), "status": "ok", "error": "",
-               "low_confidence": ";".join(flags["low_confidence"]), "order_violated": flags["order_violated"],
-               "implausible_spacing": flags["implausible_spacing"]}
+               "method": prediction.method, "level_margin": round(prediction.level_margin, 4),
+               "level_uncertain": flags["level_uncertain"], "low_confidence": ";".join(flags["low_confidence"]),
+               "order_violated": flags["order_violated"], "implausible_spacing": flags["implausible_spacing"]}
         for n, (x, y) in zip(prediction.names, prediction.xy):
             row[f"{n}_x"], row[f"{n}_y"] = round(float(x), 3), round(float(y), 3)
         rows.append(row)

@@ -10,9 +10,7 @@ out-of-range values with a ParamError whose message names the key (`section.key`
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import math
 import os
 import typing
 from dataclasses import dataclass, field
@@ -22,6 +20,7 @@ from typing import Any, Literal, Union
 import yaml
 
 from lmfusion.errors import ParamError
+from lmfusion.typecheck import coerce
 
 LANDMARKS = ("T12-L1", "L1", "L1-L2", "L2", "L2-L3", "L3", "L3-L4", "L4", "L4-L5", "L5", "L5-S1")
 
@@ -181,6 +180,45 @@ class FusionConfig:
 
 
 @dataclass(frozen=True)
+class ChainConfig:
+    """The chain decode: each weight and the candidate count either fixed or `auto` (fitted on val over its grid)."""
+
+    unit: Literal["mm", "spine"] = "mm"  # units of the neighbour displacement model
+    prior_weight: Union[float, Literal["auto"]] = "auto"  # weight of the log fusion prior in the unary score
+    pairwise_weight: Union[float, Literal["auto"]] = "auto"  # weight of the displacement log-density
+    candidates: Union[int, Literal["auto"]] = "auto"  # heatmap peaks per landmark (the regressed point is added)
+    prior_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0)
+    pairwise_weights: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.25)
+    candidate_counts: tuple[int, ...] = (4, 8)
+    lend_penalty: Union[float, None] = None  # null: no lending of the same-kind neighbours' peaks
+    min_sep: float = 6.0  # heatmap px: the margin's rival configuration moves every landmark at least this far
+    margin_threshold: Union[float, Literal["auto"]] = "auto"  # level_uncertain when the margin is below it
+
+    def validate(self, s: str) -> None:
+        for k in ("prior_weight", "pairwise_weight", "margin_threshold"):
+            v = getattr(self, k)
+            _check(v == "auto" or v >= 0, f"{s}.{k}", "'auto' or a number >= 0", v)
+        _check(self.candidates == "auto" or self.candidates >= 1, f"{s}.candidates", "'auto' or an integer >= 1",
+               self.candidates)
+        for k in ("prior_weights", "pairwise_weights"):
+            v = getattr(self, k)
+            _check(len(v) >= 1 and min(v) >= 0, f"{s}.{k}", "a non-empty list of numbers >= 0", list(v))
+        _check(len(self.candidate_counts) >= 1 and min(self.candidate_counts) >= 1, f"{s}.candidate_counts",
+               "a non-empty list of integers >= 1", list(self.candidate_counts))
+        _check(self.lend_penalty is None or self.lend_penalty >= 0, f"{s}.lend_penalty", "null or a number >= 0",
+               self.lend_penalty)
+        _check(self.min_sep > 0, f"{s}.min_sep", "> 0", self.min_sep)
+
+    def grid(self) -> dict[str, tuple]:
+        """The values fit_chain tries: a fixed param is a grid of one."""
+        pick = lambda fixed, values: values if fixed == "auto" else (fixed,)  # noqa: E731
+        return {"prior_weights": pick(self.prior_weight, self.prior_weights),
+                "pairwise_weights": pick(self.pairwise_weight, self.pairwise_weights),
+                "candidate_counts": pick(self.candidates, self.candidate_counts),
+                "lend_penalties": (self.lend_penalty,)}
+
+
+@dataclass(frozen=True)
 class EvaluateConfig:
     radii: tuple[float, ...] = (2.0, 4.0, 6.0, 8.0, 10.0)  # mm
     target_radius: float = 8.0  # mm; the paper's headline radius
@@ -214,52 +252,10 @@ SECTIONS: dict[str, type] = {
     "train_xception": XceptionConfig,
     "train_unet": UnetConfig,
     "fusion": FusionConfig,
+    "chain": ChainConfig,
     "evaluate": EvaluateConfig,
     "report": ReportConfig,
 }
-
-
-_SCALARS = {type(None): "null", bool: "true/false", int: "an integer", float: "a number", str: "a string"}
-
-
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Check `value` against the annotation `tp`; return it in the dataclass's form (lists become tuples)."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    fail = ParamError(f"param {key}: must be {_describe(tp)}, got {value!r}")
-    if tp is Any:
-        return value
-    if origin is Union:
-        for arg in args:
-            with contextlib.suppress(ParamError):
-                return _coerce(value, arg, key)
-        raise fail
-    if origin is Literal:
-        if value in args:
-            return value
-        raise ParamError(f"param {key}: must be one of {', '.join(repr(a) for a in args)}, got {value!r}")
-    if origin is tuple:
-        types = (args[0],) * len(value) if isinstance(value, (list, tuple)) and args[-1] is Ellipsis else args
-        if not isinstance(value, (list, tuple)) or len(value) != len(types):
-            raise fail
-        return tuple(_coerce(v, a, key) for v, a in zip(value, types))
-    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if tp is float and numeric and math.isfinite(value):
-        return float(value)
-    if (tp is int and numeric and isinstance(value, int)) or (tp in (bool, str) and isinstance(value, tp)) or (
-            tp is type(None) and value is None):
-        return value
-    raise fail
-
-
-def _describe(tp: Any) -> str:
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin is Literal:
-        return " or ".join(repr(a) for a in args)
-    if origin is Union:
-        return " or ".join(_describe(a) for a in args)
-    if origin is tuple:
-        return f"a list of {_describe(args[0])}" if args[-1] is Ellipsis else f"a list of {len(args)} values"
-    return _SCALARS.get(tp, str(tp))
 
 
 def parse_section(name: str, raw: Any) -> Any:
@@ -273,7 +269,7 @@ def parse_section(name: str, raw: Any) -> Any:
     unknown = sorted(set(raw) - set(names))
     if unknown:
         raise ParamError(f"param {name}.{unknown[0]}: unknown key; allowed keys: {', '.join(names)}")
-    values = {k: _coerce(v, hints[k], f"{name}.{k}") for k, v in raw.items()}
+    values = {k: coerce(v, hints[k], f"{name}.{k}") for k, v in raw.items()}
     cfg = cls(**values)
     cfg.validate(name)
     return cfg

@@ -1,15 +1,18 @@
 """The landmark decoder: raw network outputs -> every method's landmarks in the original images' pixels.
 
-One codec owns the decode end to end (the method names, the fusion prior, the rescaling from heatmap to original
-pixels and the confidence), so the evaluate stage, the report, `LandmarkPredictor` and `lmfusion predict` give the
-same coordinates for the same outputs. Pure numpy: reading cached outputs needs no torch.
+One codec owns the decode end to end (the method names, the fusion prior, the chain decode, the rescaling from
+heatmap to original pixels, the scores and the study-level confidence), so the evaluate stage, the report,
+`LandmarkPredictor` and `lmfusion predict` give the same coordinates for the same outputs. Pure numpy: reading
+cached outputs needs no torch.
 
 Legend: N images, K landmarks, H x W heatmap pixels. Raw outputs are the regressor's normalized coordinates
-(N, K, 2) in 0..1 and the U-Net's probabilities (N, K, H, W); sizes are the original (width, height) per image.
+(N, K, 2) in 0..1 and the U-Net's probabilities (N, K, H, W); sizes are the original (width, height) per image and
+spacing the original mm per pixel (x, y).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -18,29 +21,37 @@ from typing import Any
 
 import numpy as np
 
-from lmfusion import fusion
+from lmfusion import chain, fusion
 from lmfusion import heatmaps as hmc
 from lmfusion.coords import from_norm, rescale
 from lmfusion.errors import DataError
 
-METHODS = ("direct", "argmax", "argmax_subpixel", "fused", "fused_subpixel")
+METHODS = ("direct", "argmax", "argmax_subpixel", "fused", "fused_subpixel", "chain", "chain_subpixel")
 
 
 @dataclass(frozen=True)
 class Decoded:
-    """Every method's landmarks in original pixels, (N, K, 2) each, with the fused peak diagnostics."""
+    """Every method's landmarks in original pixels, with scores and the study-level level confidence."""
 
-    xy: dict[str, np.ndarray]
-    confidence: np.ndarray  # (N, K) U-Net probability at the fused point
+    xy: dict[str, np.ndarray]  # method -> (N, K, 2)
+    scores: dict[str, np.ndarray]  # method -> (N, K) U-Net probability at the method's point
     fallback: np.ndarray  # (N, K) True where the fused product was ~0 and the regressed point was kept
+    margin: np.ndarray  # (N,) chain score minus its best rival sharing no position (NaN without a chain model)
+    level_uncertain: np.ndarray  # (N,) bool: margin below the decoder's threshold
+
+    @property
+    def confidence(self) -> np.ndarray:
+        """(N, K) U-Net probability at the fused point."""
+        return self.scores["fused"]
 
 
 @dataclass(frozen=True)
 class HeatmapDecoded:
-    """Every method's landmarks in heatmap pixels, (N, K, 2) each."""
+    """Every method's landmarks in heatmap pixels, (N, K, 2) each, and the chain's margin (N,)."""
 
     xy: dict[str, np.ndarray]
     fallback: np.ndarray  # (N, K) bool
+    margin: np.ndarray  # (N,)
 
     @property
     def fallbacks(self) -> int:
@@ -49,41 +60,54 @@ class HeatmapDecoded:
 
 @dataclass(frozen=True)
 class LandmarkDecoder:
-    """Decodes raw outputs with one fusion setting.
+    """Decodes raw outputs with one fitted setting.
 
     Args:
         sigma_hm: (K,) fusion prior sigma in heatmap pixels (inf: plain argmax, 0: the regressed point).
         min_product: below this peak of prior x heatmap the regressed point is kept (a fallback).
+        chain_model: the neighbour displacement model; None decodes "chain" as "fused" (with a NaN margin).
+        chain: the chain decode's weights and mode (lmfusion.chain.ChainSettings).
+        margin_threshold: a study whose chain margin is below it is flagged level_uncertain.
+        best_method: the method that was best on the validation split (what `lmfusion predict` uses by default).
     """
 
     sigma_hm: np.ndarray
     min_product: float
+    chain_model: chain.ChainModel | None = None
+    chain: chain.ChainSettings = chain.ChainSettings()
+    margin_threshold: float = 0.0
+    best_method: str = "fused"
 
-    def decode(self, coords_norm: np.ndarray, heatmaps: np.ndarray, sizes: np.ndarray) -> Decoded:
+    def decode(self, coords_norm: np.ndarray, heatmaps: np.ndarray, sizes: np.ndarray,
+               spacing: np.ndarray | None = None) -> Decoded:
         """Every method's landmarks in the original images' pixels.
 
         Args:
             coords_norm: (N, K, 2) regressor outputs, 0..1.
             heatmaps: (N, K, H, W) U-Net probabilities.
             sizes: (N, 2) original (width, height).
+            spacing: (N, 2) original mm per pixel; None: 1 mm (only the chain's displacement model uses it).
         """
         heatmaps = np.asarray(heatmaps)
         n, k, h, w = _check_4d(heatmaps).shape
-        hm_decoded = self.decode_hm(heatmaps, from_norm(coords_norm, w, h))
-        xy_hm = hm_decoded.xy
+        sizes = np.asarray(sizes, np.float64)
+        spacing = np.ones((n, 2)) if spacing is None else np.asarray(spacing, np.float64)
+        in_hm = self.decode_hm(heatmaps, from_norm(coords_norm, w, h), spacing * sizes / np.array([w, h]))
         src = (np.float64(w), np.float64(h))
         dst = (sizes[:, None, 0], sizes[:, None, 1])
-        xy = {m: rescale(xy_hm[m], src, dst) for m in METHODS}
-        fused_px = np.clip(np.rint(xy_hm["fused"]), 0, [w - 1, h - 1]).astype(np.int64)  # (N, K, 2)
-        confidence = heatmaps[np.arange(n)[:, None], np.arange(k)[None, :], fused_px[..., 1], fused_px[..., 0]]
-        return Decoded(xy=xy, confidence=confidence.astype(np.float64), fallback=hm_decoded.fallback)
+        xy = {m: rescale(in_hm.xy[m], src, dst) for m in METHODS}
+        scores = {m: _values_at(heatmaps, in_hm.xy[m]) for m in METHODS}
+        return Decoded(xy=xy, scores=scores, fallback=in_hm.fallback, margin=in_hm.margin,
+                       level_uncertain=in_hm.margin < self.margin_threshold)
 
-    def decode_hm(self, heatmaps: np.ndarray, xy_reg_hm: np.ndarray) -> HeatmapDecoded:
+    def decode_hm(self, heatmaps: np.ndarray, xy_reg_hm: np.ndarray,
+                  mm_per_hm_px: np.ndarray | None = None) -> HeatmapDecoded:
         """Every method in heatmap pixels, chunk by chunk (bounded memory for any N).
 
         Args:
             heatmaps: (N, K, H, W) probabilities.
             xy_reg_hm: (N, K, 2) regressed landmarks in heatmap pixels.
+            mm_per_hm_px: (N, 2) mm per heatmap pixel for the chain's displacement model (None: 1 mm).
         """
         heatmaps = _check_4d(np.asarray(heatmaps))
         xy_reg_hm = np.asarray(xy_reg_hm, dtype=np.float64)
@@ -99,18 +123,42 @@ class LandmarkDecoder:
             out = fusion.decode_chunk(hm, xr, sigma, self.min_product, subpixel=True)
             xy["fused"][sl], xy["fused_subpixel"][sl] = out["xy"], out["xy_sub"]
             fallback[sl] = out["fallback"]
-        return HeatmapDecoded(xy=xy, fallback=fallback)
+        if self.chain_model is None:
+            xy["chain"], xy["chain_subpixel"], margin = xy["fused"], xy["fused_subpixel"], np.full(n, np.nan)
+        else:
+            mm = np.ones((n, 2)) if mm_per_hm_px is None else mm_per_hm_px
+            res = chain.decode(heatmaps, xy_reg_hm, mm, sigma, self.chain_model, self.chain, self.min_product)
+            xy["chain"], xy["chain_subpixel"], margin = res.xy_hm, res.xy_sub_hm, res.margin
+        return HeatmapDecoded(xy=xy, fallback=fallback, margin=margin)
+
+    def replace(self, **changes: Any) -> LandmarkDecoder:
+        return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: an infinite sigma (plain argmax) is written "inf"."""
-        return {"sigma_hm": sigma_to_json(self.sigma_hm), "min_product": self.min_product}
+        """JSON-ready: an infinite sigma (plain argmax) or margin threshold is written "inf"."""
+        return {"sigma_hm": sigma_to_json(self.sigma_hm), "min_product": self.min_product,
+                "chain_model": None if self.chain_model is None else self.chain_model.to_dict(),
+                "chain": self.chain.to_dict(), "margin_threshold": sigma_to_json([self.margin_threshold])[0],
+                "best_method": self.best_method}
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> LandmarkDecoder:
         """The decoder the evaluate stage fitted (models/fusion.json)."""
         raw = json.loads(Path(path).read_text())
+        model = raw.get("chain_model")
         return cls(sigma_hm=np.asarray([float(s) for s in raw["sigma_hm"]], dtype=np.float64),
-                   min_product=float(raw["min_product"]))
+                   min_product=float(raw["min_product"]),
+                   chain_model=None if model is None else chain.ChainModel.from_dict(model),
+                   chain=chain.ChainSettings.from_dict(raw.get("chain", {})),
+                   margin_threshold=float(raw.get("margin_threshold", 0.0)),
+                   best_method=raw.get("best_method", "fused"))
+
+
+def _values_at(heatmaps: np.ndarray, xy_hm: np.ndarray) -> np.ndarray:
+    """(N, K) heatmap values at the nearest pixel of (N, K, 2) points (clipped into the map)."""
+    n, k, h, w = heatmaps.shape
+    px = np.clip(np.rint(xy_hm), 0, [w - 1, h - 1]).astype(np.int64)  # (N, K, 2)
+    return heatmaps[np.arange(n)[:, None], np.arange(k)[None, :], px[..., 1], px[..., 0]].astype(np.float64)
 
 
 def _check_4d(heatmaps: np.ndarray) -> np.ndarray:

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from lmfusion import fusion, metrics
-from lmfusion.config import EvaluateConfig, FusionConfig
+from lmfusion import chain_fit, fusion, metrics
+from lmfusion.config import ChainConfig, EvaluateConfig, FusionConfig
 from lmfusion.coords import from_norm, rescale
 from lmfusion.data.prepared import Prepared
 from lmfusion.errors import DataError
@@ -71,21 +72,72 @@ def load_metas(outputs_dir: str | os.PathLike) -> dict[str, dict]:
         return {}
 
 
-def fit_decoder(val: SplitOutputs, cfg: FusionConfig, target_radius: float) -> tuple[LandmarkDecoder, dict]:
-    """The decoder with its prior sigma: the fixed param, or `auto` fitted on the validation split; and the fit."""
+def fit_sigma(val: SplitOutputs, cfg: FusionConfig, target_radius: float) -> tuple[np.ndarray, dict]:
+    """(K,) prior sigma in heatmap pixels: the fixed param, or `auto` fitted on the validation split; and the fit."""
     k = val.coords_norm.shape[1]
     if cfg.sigma != "auto":
-        fixed = LandmarkDecoder(np.full(k, float(cfg.sigma)), cfg.min_product)
-        return fixed, {"mode": "fixed", "sigma_hm": float(cfg.sigma)}
+        return np.full(k, float(cfg.sigma)), {"mode": "fixed", "sigma_hm": float(cfg.sigma)}
     if len(val.rows) == 0:
         raise DataError("fusion.sigma is auto but the validation split is empty; set prepare.val_size >= 1")
     sigma, table = fusion.auto_sigma(val.heatmaps, val.regressed_hm(), val.truth_hm(), val.mm_per_hm_px(),
                                      cfg.auto_scales, target_radius, cfg.min_product)
-    return LandmarkDecoder(np.asarray(sigma, dtype=np.float64), cfg.min_product), {"mode": "auto", "candidates": table}
+    return np.asarray(sigma, dtype=np.float64), {"mode": "auto", "candidates": table}
+
+
+def fit_decoder(val: SplitOutputs, train_truth: np.ndarray, train_spacing: np.ndarray, fcfg: FusionConfig,
+                ccfg: ChainConfig, target_radius: float) -> tuple[LandmarkDecoder, dict]:
+    """The decoder fitted as the params say: the fusion sigma and the chain weights on the validation split, the
+    chain's displacement model on the training split's ground truth (N_train, K, 2) with its spacing (N_train, 2),
+    and the level_uncertain threshold on the validation split's wrong-level studies. Returns it and the fit."""
+    sigma, fit = fit_sigma(val, fcfg, target_radius)
+    if len(val.rows) == 0 or len(train_truth) == 0:
+        raise DataError("the chain decode is fitted on the train and validation splits; both must hold studies")
+    model = chain_fit.fit_chain_model(train_truth, train_spacing, ccfg.unit)
+    settings, table = chain_fit.fit_chain(val.heatmaps, val.regressed_hm(), val.truth_hm(), val.mm_per_hm_px(),
+                                          sigma, model, radius_mm=target_radius, min_product=fcfg.min_product,
+                                          min_sep=ccfg.min_sep, **ccfg.grid())
+    decoder = LandmarkDecoder(sigma, fcfg.min_product, chain_model=model, chain=settings)
+    decoded = decode_split(val, decoder)
+    wrong = metrics.wrong_level(decoded.xy["chain"], val.truth, val.spacing).any(axis=1)  # (N,)
+    threshold = (chain_fit.fit_margin_threshold(decoded.margin, wrong) if ccfg.margin_threshold == "auto"
+                 else float(ccfg.margin_threshold))
+    fit["chain"] = {"settings": settings.to_dict(), "candidates": table, "margin_threshold": threshold,
+                    "margin_threshold_mode": "auto" if ccfg.margin_threshold == "auto" else "fixed"}
+    return decoder.replace(margin_threshold=threshold), fit
+
+
+def best_method(val_results: dict, radius: float) -> str:
+    """The method with the highest share of val landmarks within `radius` (ties: more studies identified, then
+    the lower mean radial error, then the earlier method)."""
+    key = metrics.radius_key(radius)
+    rank = {m: (-val_results[m]["sdr"][key], -(val_results[m]["study_identification"] or 0.0),
+                val_results[m]["mre_mm"] if val_results[m]["mre_mm"] is not None else np.inf) for m in METHODS}
+    return min(METHODS, key=rank.__getitem__)
+
+
+def flag_summary(decoded: Decoded, split: SplitOutputs) -> dict:
+    """How the level_uncertain flag did: wrong-level studies (any landmark of the chain on a neighbour's level)
+    caught, right studies flagged."""
+    wrong = metrics.wrong_level(decoded.xy["chain"], split.truth, split.spacing).any(axis=1)  # (N,)
+    rates = metrics.flag_rates(decoded.level_uncertain, wrong)
+    return {"wrong_level_studies": int(wrong.sum()), "flagged": int(decoded.level_uncertain.sum()),
+            **{k: (round(v, 4) if v is not None and np.isfinite(v) else None) for k, v in rates.items()}}
+
+
+def study_table(decoded: Decoded, split: SplitOutputs, studies: np.ndarray, radius: float) -> pd.DataFrame:
+    """One row per study: its chain margin, the flag, and per method the largest error (mm) and the level shift."""
+    table = pd.DataFrame({"study": studies, "margin": np.round(decoded.margin, 4),
+                          "level_uncertain": decoded.level_uncertain})
+    for m in METHODS:
+        err = metrics.radial_errors(decoded.xy[m], split.truth, split.spacing)  # (N, K)
+        table[f"{m}_max_mm"] = np.round(err.max(axis=1), 3) if err.size else []
+        table[f"{m}_identified"] = metrics.study_identified(err, radius)
+        table[f"{m}_level_shift"] = metrics.level_shift(decoded.xy[m], split.truth, split.spacing)
+    return table
 
 
 def decode_split(split: SplitOutputs, decoder: LandmarkDecoder) -> Decoded:
-    return decoder.decode(split.coords_norm, split.heatmaps, split.sizes)
+    return decoder.decode(split.coords_norm, split.heatmaps, split.sizes, split.spacing)
 
 
 def method_metrics(decoded: Decoded, split: SplitOutputs, names: tuple[str, ...], cfg: EvaluateConfig) -> dict:
@@ -93,6 +145,7 @@ def method_metrics(decoded: Decoded, split: SplitOutputs, names: tuple[str, ...]
     out: dict = {}
     for m in METHODS:
         out[m] = metrics.summarize(decoded.xy[m], split.truth, split.spacing, names, cfg.radii)
+        out[m].update(study_metrics(decoded.xy[m], split, cfg.target_radius))
     key = metrics.radius_key(cfg.target_radius)
     direct, fused = out["direct"]["sdr"][key], out["fused"]["sdr"][key]
     out["fused_vs_direct"] = {
@@ -104,6 +157,15 @@ def method_metrics(decoded: Decoded, split: SplitOutputs, names: tuple[str, ...]
     out["fallbacks"] = int(decoded.fallback.sum())
     out["landmarks"] = int(decoded.fallback.size)
     return out
+
+
+def study_metrics(xy: np.ndarray, split: SplitOutputs, radius: float) -> dict:
+    """Study-level figures of one method: the share of studies with every landmark within `radius` (mm) and the
+    number of studies predicted as a whole-level shift (most landmarks nearer the truth two places up or down)."""
+    identified = metrics.study_identified(metrics.radial_errors(xy, split.truth, split.spacing), radius)  # (N,)
+    shifts = metrics.level_shift(xy, split.truth, split.spacing)  # (N,)
+    return {"study_identification": round(float(identified.mean()), 4) if len(identified) else None,
+            "studies_identified": int(identified.sum()), "level_shifts": int(np.count_nonzero(shifts))}
 
 
 def sdr_curve(decoded: Decoded, split: SplitOutputs, radii: np.ndarray) -> dict[str, list[float]]:

@@ -15,14 +15,14 @@ from lmfusion import charts, fusion
 from lmfusion.config import EvaluateConfig
 from lmfusion.coords import rescale
 from lmfusion.data.prepared import Prepared
-from lmfusion.metrics import radial_errors
+from lmfusion.metrics import radial_errors, wrong_level
 from lmfusion.drawing import COLORS, draw_points, montage, to_bgr, write_png
 
 if TYPE_CHECKING:
     from lmfusion.evaluation import SplitOutputs
     from lmfusion.decode import Decoded
 
-SHOWN = ("direct", "argmax", "fused")
+SHOWN = ("direct", "argmax", "fused", "chain")
 
 
 def _overlay(image_u8: np.ndarray, size: np.ndarray, truth: np.ndarray, decoded_xy: dict[str, np.ndarray],
@@ -50,11 +50,11 @@ def _legend(width: int) -> np.ndarray:
 
 
 def _studies_png(path: Path, data: Prepared, split: SplitOutputs, decoded: Decoded, order: np.ndarray,
-                 errors: np.ndarray) -> None:
+                 errors: np.ndarray, method: str) -> None:
     tiles = []
     for i in order:
         row = split.rows[i]
-        caption = f"{data.index['study'].iloc[row]}  fused max {errors[i].max():.1f} mm"
+        caption = f"{data.index['study'].iloc[row]}  {method} max {errors[i].max():.1f} mm"
         tiles.append(_overlay(data.unet[row], split.sizes[i], split.truth[i], {m: decoded.xy[m][i] for m in SHOWN},
                               caption))
     if not tiles:
@@ -82,17 +82,28 @@ def _fusion_example(path: Path, data: Prepared, split: SplitOutputs, decoded: De
                             title=f"{data.index['study'].iloc[split.rows[i]]}, {names[k]}, sigma {sig:.2f} px")
 
 
+def chain_fixes(decoded: Decoded, split: SplitOutputs) -> np.ndarray:
+    """Indices of the studies where fused put a landmark on a neighbour's level and the chain put none."""
+    fused = wrong_level(decoded.xy["fused"], split.truth, split.spacing).any(axis=1)
+    chain = wrong_level(decoded.xy["chain"], split.truth, split.spacing).any(axis=1)
+    return np.flatnonzero(fused & ~chain)
+
+
 def evaluation_figures(out: Path, *, data: Prepared, split: SplitOutputs, decoded: Decoded, sigma_hm: np.ndarray,
                        names: tuple[str, ...], curves: dict[str, list[float]], radii: np.ndarray,
-                       per_landmark: pd.DataFrame, cfg: EvaluateConfig) -> None:
-    """Write every evaluation PNG into the folder `out`."""
-    errors = radial_errors(decoded.xy["fused"], split.truth, split.spacing)  # (N, K)
+                       per_landmark: pd.DataFrame, cfg: EvaluateConfig, worst_by: str = "fused") -> None:
+    """Write every evaluation PNG into the folder `out`; the worst cases are those of the method `worst_by`."""
+    errors = radial_errors(decoded.xy[worst_by], split.truth, split.spacing)  # (N, K)
     n = len(split.rows)
-    _studies_png(out / "overlays.png", data, split, decoded, np.arange(min(cfg.n_overlays, n)), errors)
+    _studies_png(out / "overlays.png", data, split, decoded, np.arange(min(cfg.n_overlays, n)), errors, worst_by)
     worst = np.argsort(-errors.max(axis=1), kind="stable")[: min(cfg.n_worst, n)]
-    _studies_png(out / "worst_cases.png", data, split, decoded, worst, errors)
+    _studies_png(out / "worst_cases.png", data, split, decoded, worst, errors, worst_by)
     if n:
         _fusion_example(out / "fusion_example.png", data, split, decoded, sigma_hm, names)
+    fixed = chain_fixes(decoded, split)
+    if len(fixed):
+        chain_err = radial_errors(decoded.xy["chain"], split.truth, split.spacing)
+        _studies_png(out / "chain_example.png", data, split, decoded, fixed[:1], chain_err, "chain")
     charts.sdr_curve_png(out / "sdr_curve.png", list(radii), curves, cfg.target_radius)
     charts.per_landmark_png(out / "per_landmark_mre.png", list(names),
                             {m: per_landmark[m].tolist() for m in per_landmark.columns if m != "landmark"})

@@ -1,0 +1,273 @@
+"""Joint decode of the landmark chain: the K landmarks chosen as one configuration by exact dynamic programming
+(Viterbi), so a whole-level shift, invisible to each landmark decoded alone, is pulled back by the neighbours.
+
+Candidates of landmark k: the top local maxima of its channel, the regressed point (so an empty channel still has
+one) and optionally the peaks of k - 2 and k + 2 (same kind, a level up and down) at a log penalty. Unary: log
+heatmap + prior_weight x log fusion prior; pairwise (k, k + 1): pairwise_weight x the Gaussian log-density, up to a
+constant, of their step under a ChainModel fitted on the training split's ground truth.
+
+Legend: N studies, K landmarks (top to bottom), M candidates per landmark, H x W heatmap pixels; (x, y) in heatmap
+pixels (`_hm`); mm_per_hm_px (N, 2). Pure numpy; studies are independent; ties go to the lowest candidate index.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from lmfusion import fusion
+from lmfusion import heatmaps as hmc
+from lmfusion.errors import DataError, ParamError
+
+MODES = ("chain", "fused", "argmax")
+UNITS = ("mm", "spine")
+EPS = 1e-6  # heatmap floor before the log: a channel without mass costs a finite log(1e-6), not -inf
+COV_REG = 0.05  # added variance (COV_REG x mean step)^2: a degenerate fit (one study) stays invertible
+CHUNK_ELEMENTS = 1 << 22  # heatmap values searched for peaks at once (16 MB of float32): bounded memory for any N
+
+
+@dataclass(frozen=True)
+class ChainModel:
+    """Gaussian model of the step k -> k + 1 between consecutive landmarks, in `unit`: "mm", or "spine" (mm divided
+    by the chain length, first to last landmark in mm: the truth's when fitting, the regressed chain's at decode)."""
+
+    mean: np.ndarray  # (K-1, 2)
+    cov: np.ndarray  # (K-1, 2, 2), regularised
+    unit: str = "mm"
+
+    def __post_init__(self) -> None:
+        mean, cov = np.asarray(self.mean, np.float64), np.asarray(self.cov, np.float64)
+        if self.unit not in UNITS:
+            raise ParamError(f"chain model unit: expected one of {UNITS}, got {self.unit!r}")
+        if mean.ndim != 2 or mean.shape[1] != 2 or cov.shape != (len(mean), 2, 2) or not np.isfinite(cov).all():
+            raise DataError(f"chain model: expected mean (K-1, 2), finite cov (K-1, 2, 2); got {mean.shape}, "
+                            f"{cov.shape}")
+        object.__setattr__(self, "mean", mean)  # frozen: the arrays are normalised once, here
+        object.__setattr__(self, "cov", cov)
+
+    @property
+    def precision(self) -> np.ndarray:
+        """(K-1, 2, 2) inverse covariances."""
+        return np.linalg.inv(self.cov)
+
+    def to_dict(self) -> dict:
+        return {"unit": self.unit, "mean": self.mean.tolist(), "cov": self.cov.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ChainModel:
+        if set(d) != {"unit", "mean", "cov"}:
+            raise DataError(f"chain model: expected keys unit, mean, cov, got {sorted(d)}")
+        return cls(mean=np.asarray(d["mean"], np.float64), cov=np.asarray(d["cov"], np.float64), unit=d["unit"])
+
+
+@dataclass(frozen=True)
+class ChainSettings:
+    """How `decode` decodes: mode "chain" (joint DP), "fused" or "argmax" (fusion.fuse with sigma_hm or inf)."""
+
+    mode: str = "chain"
+    prior_weight: float = 0.25
+    pairwise_weight: float = 0.05  # small: every channel also fires a level off, the heatmaps must outvote the shape
+    n_candidates: int = 8  # own heatmap peaks per landmark
+    lend_penalty: float | None = None  # subtracted from lent candidates' log score; None = no lending
+    min_sep: float = 6.0  # heatmap px, about half the usual neighbour step: the margin's rival moves every landmark
+
+    def __post_init__(self) -> None:
+        values = (self.prior_weight, self.pairwise_weight, self.min_sep, self.lend_penalty or 0.0)
+        if (self.mode not in MODES or not all(np.isfinite(v) and v >= 0 for v in values) or self.min_sep == 0
+                or int(self.n_candidates) != self.n_candidates or self.n_candidates < 1):
+            raise ParamError(f"chain settings: expected mode in {MODES}, finite weights and lend_penalty >= 0 (or "
+                             f"None), min_sep > 0, an integer n_candidates >= 1; got {self}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ChainSettings:
+        if set(d) - set(cls.__dataclass_fields__):
+            raise ParamError(f"chain settings: unknown keys {sorted(set(d) - set(cls.__dataclass_fields__))}")
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class ChainResult:
+    xy_hm: np.ndarray  # (N, K, 2) chosen positions (integer peaks, or the regressed point)
+    xy_sub_hm: np.ndarray  # (N, K, 2) the same, own-channel peaks refined to sub-pixel
+    score: np.ndarray  # (N,) the chain DP's best total score (in every mode)
+    margin: np.ndarray  # (N,) best minus the best rival sharing no position; +inf when there is no rival
+
+
+@dataclass(frozen=True)
+class _Scan:
+    xy: np.ndarray  # (N, K, n, 2) own peaks, strongest first; NaN where a channel has fewer than n
+    xy_sub: np.ndarray  # (N, K, n, 2) the peaks refined by hmc.refine
+    val: np.ndarray  # (N, K, n) peak values, 0 where missing
+    reg_val: np.ndarray  # (N, K) heatmap at the regressed point's nearest pixel, 0 outside
+
+
+@dataclass(frozen=True)
+class _Candidates:
+    xy: np.ndarray  # (N, K, M, 2); empty slots sit on the regressed point (no NaN reaches the DP)
+    xy_sub: np.ndarray  # (N, K, M, 2)
+    log_hm: np.ndarray  # (N, K, M) log heatmap (the lender's for lent ones), -inf for empty slots
+    lent: np.ndarray  # (N, K, M) bool
+
+
+def chain_length(xy: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """(N,) mm from the first to the last landmark of (N, K, 2) points with (N, 2) mm per px."""
+    return np.linalg.norm((xy[:, -1] - xy[:, 0]) * scale, axis=-1)
+
+
+def _scan_chunk(hm: np.ndarray, xy_reg: np.ndarray, n: int, floor: float) -> tuple[np.ndarray, ...]:
+    """Top-n local maxima of (S, K, H, W) float32 maps and the maps at (S, K, 2) regressed points."""
+    s, k, h, w = hm.shape
+    pad = np.pad(hm, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=-np.inf)  # (S, K, H+2, W+2)
+    row3 = np.maximum(np.maximum(pad[..., :-2], pad[..., 1:-1]), pad[..., 2:])  # (S, K, H+2, W) max of x-1..x+1
+    # strict against the neighbours before in raster order, >= against those after: a plateau keeps its first pixel
+    before = np.maximum(row3[..., :-2, :], pad[..., 1:-1, :-2])  # row above, and the left neighbour
+    after = np.maximum(row3[..., 2:, :], pad[..., 1:-1, 2:])  # row below, and the right neighbour
+    flat = np.where((hm >= floor) & (hm > before) & (hm >= after), hm, -np.inf).reshape(s * k, h * w)
+    rows, idx, val = np.arange(s * k), np.zeros((s * k, n), np.int64), np.zeros((s * k, n))
+    for j in range(n):  # n argmax passes beat sorting the thousands of tiny noise peaks; ties: lowest pixel
+        idx[:, j] = flat.argmax(-1)
+        val[:, j] = flat[rows, idx[:, j]]
+        flat[rows, idx[:, j]] = -np.inf
+    xy = np.stack([idx % w, idx // w], -1).astype(np.float64)  # (S*K, n, 2)
+    xy_sub = xy + _peak_offsets(hm.reshape(s * k, h, w), rows[:, None], idx // w, idx % w)
+    missing = ~np.isfinite(val)
+    xy[missing], xy_sub[missing], val[missing] = np.nan, np.nan, 0.0
+    ij = np.rint(xy_reg).astype(np.int64)  # (S, K, 2)
+    inside = (ij >= 0).all(-1) & (ij[..., 0] < w) & (ij[..., 1] < h)
+    ij = np.where(inside[..., None], ij, 0)
+    reg_val = np.where(inside, hm[np.arange(s)[:, None], np.arange(k), ij[..., 1], ij[..., 0]], 0.0)
+    return xy.reshape(s, k, n, 2), xy_sub.reshape(s, k, n, 2), val.reshape(s, k, n), reg_val
+
+
+def _peak_offsets(maps: np.ndarray, m: np.ndarray, yi: np.ndarray, xi: np.ndarray) -> np.ndarray:
+    """(..., 2) sub-pixel offsets of peaks (yi, xi) of maps[m], by hmc.refine on the 3 x 3 patch around each (the
+    same log-parabola as on the full map, a fraction of the work); on the map's border an axis stays put."""
+    h, w = maps.shape[-2:]
+    ys, xs = np.clip(yi[..., None] + np.arange(-1, 2), 0, h - 1), np.clip(xi[..., None] + np.arange(-1, 2), 0, w - 1)
+    patch = maps[m[..., None, None], ys[..., :, None], xs[..., None, :]]  # (..., 3, 3)
+    off = hmc.refine(patch, np.ones((*yi.shape, 2))) - 1.0
+    return off * np.stack([(xi > 0) & (xi < w - 1), (yi > 0) & (yi < h - 1)], -1)
+
+
+def scan_peaks(heatmaps: np.ndarray, xy_reg: np.ndarray, n: int, floor: float) -> _Scan:
+    """Peaks of every channel, in chunks of studies cast to float32 (the cache is float16)."""
+    step = max(1, CHUNK_ELEMENTS // max(1, int(np.prod(heatmaps.shape[1:]))))
+    parts = [_scan_chunk(heatmaps[i:i + step].astype(np.float32), xy_reg[i:i + step], n, floor)
+             for i in range(0, max(len(heatmaps), 1), step)]  # one (empty) chunk for N = 0
+    return _Scan(*(np.concatenate(p) for p in zip(*parts, strict=True)))
+
+
+def candidates(peaks: _Scan, xy_reg: np.ndarray, n: int, lend: bool) -> _Candidates:
+    """M = n + 1 (+ 2n lent) candidates per landmark: own peaks, the regressed point, peaks of k - 2 and k + 2."""
+    k = xy_reg.shape[1]
+    own_xy, own_val, reg = peaks.xy[:, :, :n], peaks.val[:, :, :n], xy_reg[:, :, None]
+    xy, sub, val = [own_xy, reg], [peaks.xy_sub[:, :, :n], reg], [own_val, peaks.reg_val[:, :, None]]
+    lent = [np.zeros(n + 1, bool)]
+    for shift in (-2, 2) if lend else ():  # landmark k borrows from k + shift
+        src, dst = slice(max(shift, 0), k + min(shift, 0)), slice(max(-shift, 0), k + min(-shift, 0))
+        b_xy, b_val = np.full_like(own_xy, np.nan), np.zeros_like(own_val)
+        b_xy[:, dst], b_val[:, dst] = own_xy[:, src], own_val[:, src]
+        xy, sub, val, lent = xy + [b_xy], sub + [b_xy], val + [b_val], lent + [np.ones(n, bool)]
+    xy, sub, val = np.concatenate(xy, 2), np.concatenate(sub, 2), np.concatenate(val, 2)  # (N, K, M, ...)
+    empty = ~np.isfinite(xy).all(-1)  # (N, K, M)
+    xy, sub = np.where(empty[..., None], reg, xy), np.where(empty[..., None], reg, sub)
+    log_hm = np.where(empty, -np.inf, np.log(np.maximum(val, EPS)))
+    return _Candidates(xy, sub, log_hm, np.broadcast_to(np.concatenate(lent), log_hm.shape))
+
+
+def unary_scores(c: _Candidates, xy_reg: np.ndarray, sigma: np.ndarray, prior_weight: float,
+                 lend_penalty: float | None) -> np.ndarray:
+    """(N, K, M) log heatmap + prior_weight x log prior - lend_penalty for lent candidates."""
+    d2 = ((c.xy - xy_reg[:, :, None]) ** 2).sum(-1)  # (N, K, M)
+    with np.errstate(divide="ignore", invalid="ignore"):  # sigma inf: log prior 0; sigma 0: -inf off the point
+        log_prior = np.where(d2 == 0, 0.0, -d2 / (2 * sigma[None, :, None] ** 2))
+    out = c.log_hm + (prior_weight * log_prior if prior_weight > 0 else 0.0)
+    return out - (lend_penalty or 0.0) * c.lent
+
+
+def pair_terms(xy: np.ndarray, mm_per_hm_px: np.ndarray, length: np.ndarray, model: ChainModel) -> np.ndarray:
+    """(N, K-1, M, M) -0.5 Mahalanobis^2 of the step from candidate a of landmark k to candidate b of k + 1."""
+    scale = (mm_per_hm_px / length[:, None])[:, None, None]  # (N, 1, 1, 2) model unit per heatmap px
+    a, b = xy[:, :-1] * scale, xy[:, 1:] * scale  # (N, K-1, M, 2)
+    r = b[:, :, None] - a[:, :, :, None] - model.mean[None, :, None, None]  # (N, K-1, M, M, 2)
+    p = model.precision[None, :, None, None]  # (1, K-1, 1, 1, 2, 2)
+    rx, ry = r[..., 0], r[..., 1]
+    return -0.5 * (p[..., 0, 0] * rx**2 + 2 * p[..., 0, 1] * rx * ry + p[..., 1, 1] * ry**2)
+
+
+def viterbi(unary: np.ndarray, pair: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact MAP of a chain: (N, K) chosen candidate indices and (N,) total scores, O(K M^2) per study."""
+    n, k, _ = unary.shape
+    alpha = unary[:, 0]  # (N, M) best score of a chain ending at each candidate
+    back = np.zeros((n, max(k - 1, 0), unary.shape[2]), np.int64)
+    for j in range(1, k):
+        total = alpha[:, :, None] + pair[:, j - 1]  # (N, M_prev, M)
+        back[:, j - 1] = total.argmax(1)  # argmax takes the first maximum: ties go to the lowest index
+        alpha = np.take_along_axis(total, back[:, j - 1][:, None], 1)[:, 0] + unary[:, j]
+    idx = np.zeros((n, k), np.int64)
+    idx[:, -1] = alpha.argmax(1)
+    for j in range(k - 1, 0, -1):
+        idx[:, j - 1] = back[np.arange(n), j - 1, idx[:, j]]
+    return idx, alpha[np.arange(n), idx[:, -1]]
+
+
+def take(xy: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """(N, K, 2) the chosen candidates of (N, K, M, 2)."""
+    return np.take_along_axis(xy, idx[:, :, None, None], 2)[:, :, 0]
+
+
+def _margin(unary: np.ndarray, pair: np.ndarray, xy: np.ndarray, idx: np.ndarray, best: np.ndarray,
+            min_sep: float) -> np.ndarray:
+    """(N,) best minus the best configuration with every landmark at least min_sep px from the best's point."""
+    near = ((xy - take(xy, idx)[:, :, None]) ** 2).sum(-1) < min_sep**2  # (N, K, M)
+    _, rival = viterbi(np.where(near, -np.inf, unary), pair)
+    return np.where(np.isfinite(rival), best - rival, np.inf)
+
+
+def checked_inputs(heatmaps: np.ndarray, xy_reg_hm: np.ndarray, mm_per_hm_px: np.ndarray, sigma_hm: np.ndarray,
+            model: ChainModel) -> tuple[np.ndarray, ...]:
+    """Checked arrays: heatmaps (N, K, H, W) as given, xy (N, K, 2), mm (N, 2), sigma (K,), chain length (N,)."""
+    heatmaps = np.asarray(heatmaps)
+    xy, mm = np.asarray(xy_reg_hm, np.float64), np.asarray(mm_per_hm_px, np.float64)
+    if heatmaps.ndim != 4 or xy.shape != (*heatmaps.shape[:2], 2) or mm.shape != (len(xy), 2):
+        raise DataError(f"chain decode: expected heatmaps (N, K, H, W), regressed (N, K, 2) and mm per px (N, 2), "
+                        f"got {heatmaps.shape}, {xy.shape}, {mm.shape}")
+    if not (np.isfinite(xy).all() and np.isfinite(mm).all()):
+        raise DataError("chain decode: regressed coordinates and mm per px must be finite")
+    if len(model.mean) != heatmaps.shape[1] - 1:
+        raise DataError(f"chain model has {len(model.mean) + 1} landmarks, heatmaps {heatmaps.shape[1]}")
+    sigma = np.broadcast_to(np.asarray(sigma_hm, np.float64), (heatmaps.shape[1],))
+    if np.any(np.isnan(sigma)) or np.any(sigma < 0):
+        raise ParamError(f"chain decode: sigma_hm must be >= 0 (inf allowed), got {sigma.tolist()}")
+    length = chain_length(xy, mm) if model.unit == "spine" else np.ones(len(xy))
+    return heatmaps, xy, mm, sigma, np.maximum(length, 1e-6)
+
+
+def decode(heatmaps: np.ndarray, xy_reg_hm: np.ndarray, mm_per_hm_px: np.ndarray, sigma_hm: np.ndarray,
+           model: ChainModel, settings: ChainSettings, min_product: float) -> ChainResult:
+    """Landmarks of every study by `settings.mode`, with the chain DP's score and margin in every mode (so the
+    wrong-level flag works whichever decoder is chosen).
+
+    Args:
+        heatmaps: (N, K, H, W) probabilities, float16 or float32.
+        xy_reg_hm: (N, K, 2) regressed landmarks in heatmap px; mm_per_hm_px: (N, 2).
+        sigma_hm: (K,) or one fusion prior sigma in heatmap px (inf = flat).
+        min_product: heatmap values below it are no peak (and fusion's fallback threshold).
+    """
+    heatmaps, xy_reg, mm, sigma, length = checked_inputs(heatmaps, xy_reg_hm, mm_per_hm_px, sigma_hm, model)
+    n = settings.n_candidates
+    c = candidates(scan_peaks(heatmaps, xy_reg, n, min_product), xy_reg, n, settings.lend_penalty is not None)
+    unary = unary_scores(c, xy_reg, sigma, settings.prior_weight, settings.lend_penalty)  # (N, K, M)
+    pair = settings.pairwise_weight * pair_terms(c.xy, mm, length, model)  # (N, K-1, M, M)
+    idx, best = viterbi(unary, pair)
+    margin = _margin(unary, pair, c.xy, idx, best, settings.min_sep)
+    xy, xy_sub = take(c.xy, idx), take(c.xy_sub, idx)
+    if settings.mode != "chain":
+        s = sigma if settings.mode == "fused" else np.full_like(sigma, np.inf)
+        xy = fusion.fuse(heatmaps, xy_reg, s, min_product).xy_hm
+        xy_sub = fusion.fuse(heatmaps, xy_reg, s, min_product, subpixel=True).xy_hm
+    return ChainResult(xy_hm=xy, xy_sub_hm=xy_sub, score=best, margin=margin)
