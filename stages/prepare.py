@@ -4,7 +4,7 @@
 
 Writes OUT_DIR (index.csv, unet.npy, regressor.npy: see lmfusion.data.prepared), METRICS_JSON (study counts per
 split, the skipped studies and why, the studies whose levels were labelled on several slices, the range of pixel
-spacings and matrix sizes) and MONTAGE_PNG (16 prepared U-Net inputs with their landmarks).
+spacings and matrix sizes, the lumbosacral turn's min, median and max) and MONTAGE_PNG (16 prepared U-Net inputs with their landmarks).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from lmfusion.anatomy import lumbosacral_turn_deg
 from lmfusion.config import load_params
 from lmfusion.coords import rescale
 from lmfusion.data.prepared import save_prepared
@@ -96,6 +97,10 @@ def main() -> None:
         "spacing_mm": {"min": round(float(spacing.min()), 4), "max": round(float(spacing.max()), 4)},
         "matrix_px": {"min": int(matrix.min()), "max": int(matrix.max())},
     }
+    turn = lumbosacral_turn_deg(np.stack([s.landmarks for s in studies]), spacing, names)
+    if turn is not None:  # how steep the lumbosacral junctions are: the hardest studies to count
+        metrics["lumbosacral_turn_deg"] = {k: round(float(f(turn)), 2) for k, f in
+                                           (("min", np.min), ("median", np.median), ("max", np.max))}
     save_prepared(args.out_dir, index, unet, regressor)
     write_png(args.montage_png, picture)
     write_json(args.metrics_json, metrics)

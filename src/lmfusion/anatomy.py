@@ -1,0 +1,27 @@
+"""Measurements of the spine's shape from its landmarks: how hard a study's level naming is.
+
+Legend: N studies, K landmarks; (x, y) in the images' own pixels with (N, 2) spacing in mm per pixel.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+TURN_POINTS = ("L1", "L3", "L5", "L5-S1")  # body centres, and the lumbosacral disc centre
+
+
+def lumbosacral_turn_deg(xy: np.ndarray, spacing: np.ndarray, names: Sequence[str]) -> np.ndarray | None:
+    """(N,) the lumbosacral turn: the angle (degrees) between the directions L1 -> L3 and L5 -> L5-S1 in mm.
+
+    A steep junction (strong lordosis, a sacrum sloping backwards) turns far: there the last disc is the one most
+    often missed and a whole chain shifted by a level. None when `names` lacks one of TURN_POINTS.
+    """
+    if not set(TURN_POINTS) <= set(names):
+        return None
+    idx = [list(names).index(n) for n in TURN_POINTS]
+    p = np.asarray(xy, np.float64)[:, idx] * np.asarray(spacing, np.float64)[:, None]  # (N, 4, 2) mm
+    upper, lower = p[:, 1] - p[:, 0], p[:, 3] - p[:, 2]  # (N, 2)
+    cos = (upper * lower).sum(-1) / (np.linalg.norm(upper, axis=-1) * np.linalg.norm(lower, axis=-1))
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
