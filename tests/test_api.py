@@ -25,7 +25,7 @@ class _NoNetworks:
 
 @pytest.fixture
 def predictor() -> LandmarkPredictor:
-    return LandmarkPredictor(_NoNetworks(), PrepareConfig(), decoder=None)  # nothing may decode either
+    return LandmarkPredictor(_NoNetworks(), PrepareConfig(), decoder=None, method="fused")  # nothing may decode
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (MIN_SIDE_PX - 1, 400), (400, 8)])
