@@ -3,7 +3,7 @@
     python benchmarks/bench_predict.py [--pipeline .] [--n 20]
 
 Runs on the test studies of the prepared data (their original DICOMs): load (read the DICOM), preprocess (window,
-equalize, resize to both sizes), regressor, heatmap net, fusion (decode every method), write (JSON + overlay PNG).
+equalize, resize to both sizes), regressor, heatmap net, decode (every method, the chain included), write (JSON + overlay PNG).
 Target: at most 1 s per image on the CPU at the default sizes.
 """
 
@@ -38,7 +38,7 @@ def main() -> None:
     net = predictor.networks
     data = load_prepared(root / "build" / "prepared", predictor.names)
     rows = data.split_indices("test")[: args.n]
-    steps = {k: [] for k in ("load", "preprocess", "regressor", "heatmap_net", "fusion", "write")}
+    steps = {k: [] for k in ("load", "preprocess", "regressor", "heatmap_net", "decode", "write")}
     with tempfile.TemporaryDirectory() as out, torch.no_grad():
         for i, row in enumerate(rows):
             t = time.perf_counter()
@@ -55,12 +55,13 @@ def main() -> None:
             steps["heatmap_net"].append(time.perf_counter() - t)
             t = time.perf_counter()
             h, w = img.pixels.shape
-            dec = predictor.decoder.decode(coords, heatmaps, np.array([[w, h]], np.float64))
-            steps["fusion"].append(time.perf_counter() - t)
+            dec = predictor.decoder.decode(coords, heatmaps, np.array([[w, h]], np.float64), np.array([img.spacing]))
+            steps["decode"].append(time.perf_counter() - t)
             t = time.perf_counter()
-            xy, conf = dec.xy["fused"][0], dec.confidence[0]
-            result = Prediction(predictor.names, xy, img.spacing, conf, "fused",
-                                quality_flags(predictor.names, xy, conf, img.spacing, True))
+            m = predictor.method
+            xy, conf = dec.xy[m][0], dec.scores[m][0]
+            result = Prediction(predictor.names, xy, img.spacing, conf, m,
+                                quality_flags(predictor.names, xy, conf, img.spacing, True), float(dec.margin[0]))
             write_json(Path(out) / f"{i}.json", result.to_dict())
             write_png(Path(out) / f"{i}.png", overlay(img.pixels, result))
             steps["write"].append(time.perf_counter() - t)

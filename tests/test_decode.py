@@ -57,7 +57,8 @@ def test_decode_rescales_every_method_to_the_original_pixels() -> None:
     for m in METHODS:
         expected = rescale(in_hm.xy[m], (W, H), (sizes[:, None, 0], sizes[:, None, 1]))
         np.testing.assert_allclose(decoded.xy[m], expected, atol=1e-9)
-    assert decoded.confidence.shape == (2, 3) and np.all((decoded.confidence >= 0) & (decoded.confidence <= 1))
+    for m in METHODS:
+        assert decoded.scores[m].shape == (2, 3) and np.all((decoded.scores[m] >= 0) & (decoded.scores[m] <= 1))
     with pytest.raises(DataError, match="N, K, H, W"):
         decoder.decode(to_norm(xy_reg, W, H), hm[0], sizes)
 

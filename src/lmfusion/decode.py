@@ -39,11 +39,6 @@ class Decoded:
     margin: np.ndarray  # (N,) chain score minus its best rival sharing no position (NaN without a chain model)
     level_uncertain: np.ndarray  # (N,) bool: margin below the decoder's threshold
 
-    @property
-    def confidence(self) -> np.ndarray:
-        """(N, K) U-Net probability at the fused point."""
-        return self.scores["fused"]
-
 
 @dataclass(frozen=True)
 class HeatmapDecoded:
