@@ -51,9 +51,14 @@ class Prediction:
                  "y_mm": round(float(q[1]), 3), "confidence": round(float(c), 4)}
                 for n, p, q, c in zip(self.names, self.xy, self.xy_mm, self.confidence)
             ],
-            "level_margin": round(self.level_margin, 4) if np.isfinite(self.level_margin) else str(self.level_margin),
+            "level_margin": _json_margin(self.level_margin),
             "flags": self.flags,
         }
+
+
+def _json_margin(margin: float) -> float | str | None:
+    """Strict JSON: "inf" when no rival chain exists, null without a chain model."""
+    return None if np.isnan(margin) else "inf" if np.isinf(margin) else round(float(margin), 4)
 
 
 def quality_flags(names: tuple[str, ...], xy: np.ndarray, confidence: np.ndarray, spacing: tuple[float, float],
