@@ -59,8 +59,7 @@ def main() -> None:
     write_json(args.metrics_json, results)
 
     run_ids = runs.log_evaluation(
-        params={**{f"fusion.{k}": v for k, v in as_dict(fcfg).items()},
-                **{f"evaluate.{k}": v for k, v in as_dict(ecfg).items()}},
+        params={f"{s}.{k}": v for s in ("fusion", "chain", "evaluate") for k, v in as_dict(p[s]).items()},
         results=results, root=Path(args.params).resolve().parent, artifacts=[Path(args.plots_dir)],
         metas=load_metas(args.outputs))
     write_json(args.run_json, run_ids)
