@@ -111,3 +111,10 @@ def test_flag_rates_count_caught_wrong_and_flagged_right_studies() -> None:
     assert metrics.flag_rates(flagged, wrong) == {"caught": 0.5, "false_alarm": 2 / 3}
     rates = metrics.flag_rates(flagged[:1], wrong[:1])
     assert rates["caught"] == 1.0 and np.isnan(rates["false_alarm"])
+
+
+def test_wrong_level_studies_is_any_wrong_landmark() -> None:
+    truth = np.array([[[0.0, 0.0], [0.0, 10.0], [0.0, 20.0]]] * 2)
+    pred = truth.copy()
+    pred[1, 1] = [0.0, 19.0]  # study 1's middle landmark sits on the one below
+    np.testing.assert_array_equal(metrics.wrong_level_studies(pred, truth, np.ones((2, 2))), [False, True])

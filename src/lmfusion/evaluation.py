@@ -98,7 +98,7 @@ def fit_decoder(val: SplitOutputs, train_truth: np.ndarray, train_spacing: np.nd
                                           min_sep=ccfg.min_sep, **ccfg.grid())
     decoder = LandmarkDecoder(sigma, fcfg.min_product, chain_model=model, chain=settings)
     decoded = decode_split(val, decoder)
-    wrong = metrics.wrong_level(decoded.xy["chain"], val.truth, val.spacing).any(axis=1)  # (N,)
+    wrong = metrics.wrong_level_studies(decoded.xy["chain"], val.truth, val.spacing)  # (N,)
     threshold = (chain_fit.fit_margin_threshold(decoded.margin, wrong) if ccfg.margin_threshold == "auto"
                  else float(ccfg.margin_threshold))
     fit["chain"] = {"settings": settings.to_dict(), "candidates": table, "margin_threshold": threshold,
@@ -118,7 +118,7 @@ def best_method(val_results: dict, radius: float) -> str:
 def flag_summary(decoded: Decoded, split: SplitOutputs) -> dict:
     """How the level_uncertain flag did: wrong-level studies (any landmark of the chain on a neighbour's level)
     caught, right studies flagged."""
-    wrong = metrics.wrong_level(decoded.xy["chain"], split.truth, split.spacing).any(axis=1)  # (N,)
+    wrong = metrics.wrong_level_studies(decoded.xy["chain"], split.truth, split.spacing)  # (N,)
     rates = metrics.flag_rates(decoded.level_uncertain, wrong)
     return {"wrong_level_studies": int(wrong.sum()), "flagged": int(decoded.level_uncertain.sum()),
             **{k: (round(v, 4) if v is not None and np.isfinite(v) else None) for k, v in rates.items()}}

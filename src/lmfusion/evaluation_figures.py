@@ -15,7 +15,7 @@ from lmfusion import charts, fusion
 from lmfusion.config import EvaluateConfig
 from lmfusion.coords import rescale
 from lmfusion.data.prepared import Prepared
-from lmfusion.metrics import radial_errors, wrong_level
+from lmfusion.metrics import radial_errors, wrong_level_studies
 from lmfusion.drawing import COLORS, draw_points, montage, to_bgr, write_png
 
 if TYPE_CHECKING:
@@ -84,8 +84,8 @@ def _fusion_example(path: Path, data: Prepared, split: SplitOutputs, decoded: De
 
 def chain_fixes(decoded: Decoded, split: SplitOutputs) -> np.ndarray:
     """Indices of the studies where fused put a landmark on a neighbour's level and the chain put none."""
-    fused = wrong_level(decoded.xy["fused"], split.truth, split.spacing).any(axis=1)
-    chain = wrong_level(decoded.xy["chain"], split.truth, split.spacing).any(axis=1)
+    fused = wrong_level_studies(decoded.xy["fused"], split.truth, split.spacing)
+    chain = wrong_level_studies(decoded.xy["chain"], split.truth, split.spacing)
     return np.flatnonzero(fused & ~chain)
 
 

@@ -53,6 +53,11 @@ def wrong_level(pred: np.ndarray, truth: np.ndarray, spacing: np.ndarray) -> np.
     return nearest_other < own
 
 
+def wrong_level_studies(pred: np.ndarray, truth: np.ndarray, spacing: np.ndarray) -> np.ndarray:
+    """(N,) True where any landmark of a study lies on a neighbour's level (see `wrong_level`)."""
+    return wrong_level(pred, truth, spacing).any(axis=-1)
+
+
 def relative_improvement(a: float, b: float) -> float:
     """(b - a) / a: e.g. a success rate going from 0.713 to 0.996 is +39.7%."""
     if a == 0:
