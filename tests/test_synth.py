@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lmfusion.anatomy import TURN_POINTS, lumbosacral_turn_deg
 from lmfusion.config import LANDMARKS
 from lmfusion.data import synth
 from lmfusion.data.synth import mri, phantom
+from lmfusion.data.synth.study import HARD_CASES
 from lmfusion.data.synth import spine as phantom_spine
 from lmfusion.data.dicom import read_dicom, read_header
 from lmfusion.data.series import choose_mid_sagittal_t2
@@ -59,8 +61,8 @@ def test_geometry_ranges_and_landmark_order() -> None:
         st = synth.generate_study(np.random.default_rng([11, i]))
         h, w = st.image.shape
         assert st.image.dtype == np.uint16 and st.landmarks.shape == (len(LANDMARKS), 2)
-        assert 256 <= h <= 640 and 256 <= w <= 640, (i, h, w)
-        assert all(0.5 <= s <= 0.9 for s in st.spacing), (i, st.spacing)
+        assert 256 <= h <= 768 and 256 <= w <= 768, (i, h, w)
+        assert all(0.5 <= s <= 1.1 for s in st.spacing), (i, st.spacing)
         xy = st.landmarks
         assert np.all(xy >= 0) and np.all(xy[:, 0] <= w - 1) and np.all(xy[:, 1] <= h - 1), i
         assert np.all(np.diff(xy[:, 1]) > 0), f"study {i}: landmarks not top to bottom"
@@ -161,3 +163,54 @@ def test_landmarks_are_centroids_of_the_drawn_shapes() -> None:
         drawn = np.array([(cover * xx).sum(), (cover * yy).sum()]) / cover.sum()
         truth = anatomy.points[name] @ affine[:, :2].T + affine[:, 2]
         assert np.abs(drawn - truth).max() < 0.1, (name, drawn - truth)
+
+
+def _turns(n: int, lordosis: float = phantom.LORDOSIS_MEDIAN) -> np.ndarray:
+    turns = []
+    for i in range(n):
+        pts = phantom_spine.build_sagittal(phantom.sample_patient(np.random.default_rng([3, i]), lordosis)).points
+        turns.append(lumbosacral_turn_deg(np.array([[pts[k] for k in TURN_POINTS]]), np.ones((1, 2)), TURN_POINTS)[0])
+    return np.array(turns)
+
+
+def test_lumbosacral_junctions_as_varied_as_real_ones() -> None:
+    turns = _turns(300)
+    # about 0 to 75 degrees; close to half of them steeper than 32 (45 % of real training studies are)
+    assert turns.min() < 5 and 60 < turns.max() <= 80, (turns.min(), turns.max())
+    assert 0.35 < (turns > 32).mean() < 0.55
+    assert np.median(_turns(60, lordosis=2.0)) > np.median(turns) + 10  # the target style is steeper
+
+
+def test_transitional_vertebrae() -> None:
+    patients = [phantom.sample_patient(np.random.default_rng([4, i])) for i in range(300)]
+    kinds = [p.extras["transitional"] for p in patients]
+    assert 0.03 < kinds.count("sacralised") / 300 < 0.12 and 0.01 < kinds.count("lumbarised") / 300 < 0.08
+    sac = [p for p in patients if p.extras["transitional"] == "sacralised"]
+    normal = [p for p in patients if not p.extras["transitional"]]
+    # a sacralised L5 sits on a small, dark L5-S1 disc
+    assert np.mean([p.disc_height[-1] for p in sac]) < 0.6 * np.mean([p.disc_height[-1] for p in normal])
+    assert all(p.degeneration[-1] >= 0.8 for p in sac)
+    # a lumbarised S1 has a disc below it: one more disc-shaped (annulus) polygon than a normal spine
+    lum = next(p for p in patients if p.extras["transitional"] == "lumbarised")
+    count = lambda p: sum(len(s.polys) for s in phantom_spine.build_sagittal(p).shapes  # noqa: E731
+                          if s.tissue == "annulus" and not s.width)
+    assert count(lum) == count(normal[0]) + 1
+
+
+def test_hard_cases_and_styles(tmp_path: Path) -> None:
+    summary = synth.write_dataset(tmp_path / "t", n=3, seed=0, style="target")
+    assert summary["cases"]["STIR-like"] == 3 and summary["largest_matrix"] >= 256
+    assert set(summary["cases"]) == set(HARD_CASES)
+    with pytest.raises(ParamError, match="unknown style 'stir'"):
+        synth.generate_study(np.random.default_rng(0), style="stir")
+    seen = {c for i in range(40) for c in synth.generate_study(np.random.default_rng([0, i])).cases}
+    assert {"view to T8", "sacrum cut", "steep junction", "STIR-like", "wrap-around"} <= seen, seen
+
+
+def test_wrap_around_folds_the_overhang_onto_the_far_side() -> None:
+    wide = np.zeros((2, 10), np.float32)
+    wide[:, 0], wide[:, -1], wide[:, 5] = 1.0, 2.0, 3.0
+    folded = mri.fold(wide, 2)
+    assert folded.shape == (2, 6)
+    np.testing.assert_array_equal(folded[0], [0, 2.0, 0, 3.0, 1.0, 0])
+    assert mri.fold(wide, 0) is wide

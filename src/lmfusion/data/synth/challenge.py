@@ -11,7 +11,7 @@ from pydicom.uid import generate_uid
 
 from lmfusion import config
 from lmfusion.data.dicom import read_dicom, read_header, write_dicom
-from lmfusion.data.synth.study import SynthStudy, check_names, generate_study
+from lmfusion.data.synth.study import HARD_CASES, SynthStudy, check_names, check_style, generate_study
 from lmfusion.drawing import draw_points, landmark_colors, montage, to_bgr
 from lmfusion.errors import DataError, ParamError
 from lmfusion.io import atomic_path, write_json
@@ -62,32 +62,39 @@ def _write_study(folder: Path, study: SynthStudy, rng: np.random.Generator, seed
     return _annotation(study, rng, study_uid, _uid(seed, index, ann.series), _uid(seed, index, ann.series, ann.index))
 
 
-def write_dataset(out: Path, n: int, seed: int, names: tuple[str, ...] = config.LANDMARKS) -> dict:
+def write_dataset(out: Path, n: int, seed: int, names: tuple[str, ...] = config.LANDMARKS,
+                  style: str = "default") -> dict:
     """Write `n` synthetic studies in the challenge's layout under `out` (which must not exist or be empty).
 
-    Study i is drawn from `np.random.default_rng([seed, i])`, so it does not depend on `n`. Returns a summary.
+    Study i is drawn from `np.random.default_rng([seed, i])`, so it does not depend on `n`. Returns a summary:
+    counts, the largest matrix and how many studies show each hard case (study.HARD_CASES).
     """
     out = Path(out)
     names = tuple(names)
     if n < 1:
         raise ParamError(f"synth n: must be >= 1, got {n}")
     check_names(names)
+    check_style(style)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"{out}: exists and is not an empty folder (nothing is overwritten)")
     records: dict[str, list[dict]] = {name: [] for name, _ in SPLITS}
-    images = 0
+    images, largest, cases = 0, 0, dict.fromkeys(HARD_CASES, 0)
     with atomic_path(out, is_dir=True) as tmp:
         for i in range(n):
             rng = np.random.default_rng([seed, i])
-            study = generate_study(rng, names)
+            study = generate_study(rng, names, style)
             split = SPLITS[0][0] if i < SPLITS[0][1] else SPLITS[1][0]
             records[split].append(_write_study(tmp / split / f"study{i}", study, rng, seed, i))
             images += len(study.images)
+            largest = max(largest, *study.image.shape)
+            for c in study.cases:
+                cases[c] += 1
         for split, recs in records.items():
             if recs:
                 write_json(tmp / f"{split}_annotation.json", recs)
         size = sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file())
-    return {"studies": n, "images": images, "bytes": size, **{k: len(v) for k, v in records.items()}}
+    return {"studies": n, "images": images, "bytes": size, **{k: len(v) for k, v in records.items()},
+            "largest_matrix": largest, "cases": cases}
 
 
 def montage_image(out: Path, count: int = 16, names: tuple[str, ...] = config.LANDMARKS) -> np.ndarray:

@@ -29,6 +29,11 @@ TISSUES = {
     "nucleus": (0.85, 0.34, 0.05, 0.05, 0.0),
 }
 
+# fat-suppressed T2 (STIR-like) intensities of the tissues that change; the rest keep their T2 values
+_STIR = {"fat": 0.07, "epifat": 0.09, "marrow": 0.2, "spinal": 0.16, "muscle": 0.26, "liver": 0.3, "content": 0.4,
+         "nucleus": 0.95}
+P_MOTION = 0.12
+
 
 @dataclass
 class Look:
@@ -43,6 +48,7 @@ class Look:
     resolution: tuple[float, float]  # acquired fraction of k-space along y and x (zero-filled: blur and ringing)
     ghost: float
     rescale: tuple[float, float]
+    motion: float = 0.0  # breathing and bowel motion: faint copies smeared along the phase-encoding (x) direction
 
 
 def _textures(rng: np.random.Generator, shape: tuple[int, int], spacing: tuple[float, float]) -> dict:
@@ -148,6 +154,9 @@ def acquire(clean: np.ndarray, look: Look, rng: np.random.Generator) -> np.ndarr
     img = kspace(clean, look.resolution)
     if look.ghost:  # a faint motion ghost along the phase-encoding (x) direction
         img = img + look.ghost * np.roll(img, w // 2, axis=1)
+    if look.motion:
+        shifts = rng.integers(2, max(3, w // 12), 4) * rng.choice([-1, 1], 4)
+        img = (1 - look.motion) * img + look.motion * np.mean([np.roll(img, int(d), axis=1) for d in shifts], 0)
     bias = cv2.resize(look.bias.astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
     x = np.linspace(-0.5, 0.5, w, dtype=np.float32)[None, :]
     y = np.linspace(-1, 1, h, dtype=np.float32)[:, None]
@@ -164,9 +173,27 @@ def sample_look(rng: np.random.Generator, dark: bool) -> Look:
     return Look(gamma=rng.uniform(1.6, 2.3) if dark else rng.uniform(0.75, 1.35), noise=rng.uniform(0.012, 0.045),
                 scale=rng.uniform(300, 3000), bias=rng.normal(0, 0.12, (4, 4)), coil=rng.uniform(-0.2, 1.2),
                 falloff=rng.uniform(0, 0.5), resolution=(rng.uniform(0.7, 0.95), rng.uniform(0.6, 0.9)),
-                ghost=rng.uniform(0.01, 0.05) if rng.random() < 0.3 else 0.0, rescale=(slope, 0.0))
+                ghost=rng.uniform(0.01, 0.05) if rng.random() < 0.3 else 0.0, rescale=(slope, 0.0),
+                motion=rng.uniform(0.1, 0.3) if rng.random() < P_MOTION else 0.0)
 
 
-def tissue_values(rng: np.random.Generator, column: int) -> dict[str, float]:
-    """Per-study tissue intensities for one contrast (column 0: T2, 1: T1), each varied by up to 15 %."""
-    return {k: v[column] * (rng.uniform(0.85, 1.15) if k != "csf" else 1.0) for k, v in TISSUES.items()}
+def tissue_values(rng: np.random.Generator, column: int, stir: bool = False) -> dict[str, float]:
+    """Per-study tissue intensities for one contrast (column 0: T2, 1: T1), each varied by up to 15 %.
+
+    `stir`: a fat-suppressed T2 (STIR-like): fat and fatty marrow go dark, fluid, discs and the canal stay bright.
+    """
+    values = {k: v[column] * (rng.uniform(0.85, 1.15) if k != "csf" else 1.0) for k, v in TISSUES.items()}
+    if stir:
+        values.update({k: v * rng.uniform(0.8, 1.2) for k, v in _STIR.items()})
+    return values
+
+
+def fold(img: np.ndarray, margin: int) -> np.ndarray:
+    """Wrap-around: an image rendered `margin` px wider on each side of x, the overhangs folded onto the far sides
+    (anatomy outside a too small phase-encoding field of view aliases into it)."""
+    if margin <= 0:
+        return img
+    out = img[:, margin:-margin].copy()
+    out[:, -margin:] += img[:, :margin]
+    out[:, :margin] += img[:, -margin:]
+    return out

@@ -22,6 +22,8 @@ _BODY_D = (27.0, 28.0, 29.0, 30.0, 31.0, 32.5, 34.0, 36.0, 38.0, 40.0, 41.5, 42.
 _DISC_H = (4.5, 4.5, 5.0, 5.0, 5.5, 5.5, 6.0, 7.0, 8.0, 9.0, 10.0, 10.5, 10.0)
 _BODY_W = (-3.0,) * 7 + (-1.0, 0.0, 0.5, 1.0, 2.0, 5.0)
 _DISC_W = (-2.5,) * 7 + (1.0, 3.0, 5.0, 7.0, 10.0, 14.0)
+LORDOSIS_MEDIAN = 1.4  # of the factor on the lumbar wedges (1: the average adult of the tables above)
+P_SACRALISED, P_LUMBARISED = 0.07, 0.04  # partial transitional vertebrae, about as often as in lumbar MRI
 
 
 @dataclass
@@ -69,7 +71,8 @@ class Patient:
     blobs: np.ndarray  # (B, 8) bowel loops: depth fraction, v, rx, ry, angle, kind, du, dv per mm of slice offset
     aorta: float  # radius in mm, 0 when the mid-sagittal plane misses it
     bladder: tuple[float, float, float] | None  # v offset below the sacrum tip, rx, ry
-    extras: dict = field(default_factory=dict)  # cleft, wedge, hemangioma, liver, posterior, slant, streaks
+    extras: dict = field(default_factory=dict)  # cleft, wedge, hemangioma, transitional, s1_disc, liver, posterior,
+    # slant, streaks
 
 
 @dataclass
@@ -153,15 +156,19 @@ def smooth(x: np.ndarray, sigma: float) -> np.ndarray:
     return np.convolve(np.pad(x, r, mode="edge"), kern / kern.sum(), mode="valid")
 
 
-def sample_patient(rng: np.random.Generator) -> Patient:
+def sample_patient(rng: np.random.Generator, lordosis_median: float = LORDOSIS_MEDIAN) -> Patient:
     """Draw one subject: sizes, lordosis, degeneration, pathology, canal and body wall."""
     k = len(LEVELS)
     size = rng.uniform(0.88, 1.12)
     height = np.array(_BODY_H) * size * rng.uniform(0.94, 1.06, k)
     depth = np.array(_BODY_D) * size * rng.uniform(1.0, 1.1) * rng.uniform(0.97, 1.03, k)
-    lordosis = rng.uniform(0.45, 1.45)
-    body_wedge = np.radians(np.array(_BODY_W) * np.where(np.arange(k) >= 7, lordosis, 1.0) + rng.normal(0, 0.7, k))
-    disc_wedge = np.radians(np.array(_DISC_W) * np.where(np.arange(k) >= 7, lordosis, 1.0) + rng.normal(0, 1.0, k))
+    # lordosis from flat to strong, and a lumbosacral junction that can turn further still (a sacrum sloping
+    # sharply backwards, a wedge-shaped L5): together a lumbosacral turn of about 0 to 75 degrees
+    lordosis = float(np.clip(rng.lognormal(np.log(lordosis_median), 0.42), 0.3, 2.6))
+    junction = float(np.clip(rng.lognormal(0.0, 0.35), 0.6, 2.4))
+    gain = np.where(np.arange(k) >= 7, lordosis, 1.0) * np.where(np.arange(k) >= 11, junction, 1.0)
+    body_wedge = np.radians(np.array(_BODY_W) * gain + rng.normal(0, 0.7, k))
+    disc_wedge = np.radians(np.array(_DISC_W) * gain + rng.normal(0, 1.0, k))
     age = rng.uniform(0, 1)
     # degeneration grows with age and towards the lower lumbar discs
     p_deg = age * np.clip(0.1 + 0.12 * (np.arange(k) - 7), 0.05, 0.8)
@@ -170,10 +177,21 @@ def sample_patient(rng: np.random.Generator) -> Patient:
     if rng.random() < 0.12:  # a collapsed disc
         i = int(rng.choice([9, 10, 11, 12], p=[0.1, 0.2, 0.35, 0.35]))
         degeneration[i], disc_height[i] = 1.0, disc_height[i] * rng.uniform(0.2, 0.35)
+    # lumbosacral transitional anatomy, partial forms (the 11 landmarks keep their names, counted upward from the
+    # fused sacrum): a sacralised L5 (squat, flared, over a small dark L5-S1 disc) or a lumbarised S1 (squared off,
+    # with a thin disc between S1 and S2 that looks like one more lumbar level)
+    transitional = str(rng.choice(["", "sacralised", "lumbarised"], p=[1 - P_SACRALISED - P_LUMBARISED,
+                                                                       P_SACRALISED, P_LUMBARISED]))
+    if transitional == "sacralised":
+        degeneration[-1], disc_height[-1] = rng.uniform(0.8, 1.0), disc_height[-1] * rng.uniform(0.2, 0.45)
+        height[-1] *= rng.uniform(0.82, 0.92)
+        depth[-1] *= rng.uniform(1.03, 1.1)
     # no endplates crossing: each disc keeps at least 30 % of its height at its thin end
     limit = np.arctan(0.7 * disc_height / (0.5 * depth))
     disc_wedge = np.clip(disc_wedge, -limit, limit)
-    extras: dict = {"cleft": age > 0.35, "wedge": None, "hemangioma": None,
+    body_wedge = np.clip(body_wedge, -np.radians(24), np.radians(24))
+    extras: dict = {"cleft": age > 0.35, "wedge": None, "hemangioma": None, "transitional": transitional,
+                    "s1_disc": rng.uniform(2.5, 5.0),
                     "liver": rng.uniform(-80, 20) if rng.random() < 0.6 else None,
                     "posterior": rng.normal(0, 1, (k, 3)), "slant": rng.normal(0, 0.1),
                     "streaks": np.column_stack([rng.uniform(0.05, 0.95, 10), rng.uniform(-250, 200, 10),

@@ -47,8 +47,11 @@ def _stack(p: Patient, lateral: float, phi0: float) -> tuple[list[_Body], list[_
     """Vertebral bodies top to bottom (LEVELS), then the sacral and coccygeal segments."""
     section = np.sqrt(max(0.2, 1 - (lateral / 26.0) ** 2))  # an elliptic body is shallower off the midline
     pos, phi, bodies = np.zeros(2), phi0, []
+    trans = p.extras.get("transitional", "")
     for i, name in enumerate(LEVELS):
-        b = _body(name, pos, phi, p.height[i], p.depth[i] * section, p.body_wedge[i])
+        flared = trans == "sacralised" and i == len(LEVELS) - 1  # a sacralised L5 takes the sacrum's shape
+        b = _body(name, pos, phi, p.height[i], p.depth[i] * section, p.body_wedge[i], power=5.0 if flared else 7.0,
+                  concave=0.0 if flared else 0.05)
         bodies.append(b)
         phi += p.body_wedge[i]
         pos = (b.corners[2] + b.corners[3]) / 2 + p.disc_height[i] * axis(phi + p.disc_wedge[i] / 2)
@@ -56,11 +59,13 @@ def _stack(p: Patient, lateral: float, phi0: float) -> tuple[list[_Body], list[_
     sacrum = []
     for j, (h, d, w) in enumerate(_SACRUM):
         s = p.sacrum_scale
+        mobile = trans == "lumbarised" and j == 0  # a lumbarised S1: squared off, a thin disc below it
         b = _body(f"S{j + 1}", pos, phi, h * s, d * s * section, np.radians(w), power=5.0 if j else 7.0,
-                  concave=0.0)
+                  concave=0.05 if mobile else 0.0)
         sacrum.append(b)
         phi += np.radians(w)
-        pos = (b.corners[2] + b.corners[3]) / 2 + (1.6 if j < 4 else 2.5) * axis(phi)
+        gap = p.extras["s1_disc"] if mobile else 1.6 if j < 4 else 2.5
+        pos = (b.corners[2] + b.corners[3]) / 2 + gap * axis(phi)
     return bodies, sacrum
 
 
@@ -146,7 +151,7 @@ def build_sagittal(p: Patient, lateral: float = 0.0) -> Anatomy:
         b = bodies[i]
         c = centroid(b.outline) + rel[0] * b.d / 2 * normal(b.phi) + rel[1] * b.h / 2 * axis(b.phi)
         shapes.append(Shape("fat", [ellipse(c, r, r * 0.9)], alpha=0.7))
-    points: dict[str, np.ndarray] = {b.name: centroid(b.outline) for b in bodies}
+    points: dict[str, np.ndarray] = {b.name: centroid(b.outline) for b in bodies + sacrum[:2]}
     pairs = list(zip(column[:len(LEVELS)], column[1:len(LEVELS) + 1]))
     for i, (up, lo) in enumerate(pairs):
         deg = p.degeneration[i]
@@ -163,6 +168,12 @@ def build_sagittal(p: Patient, lateral: float = 0.0) -> Anatomy:
             n = 0.22 * d * normal(phi)
             shapes.append(Shape("annulus", [np.array([c - n, c + n])], width=0.7, alpha=0.5))
     for j, (up, lo) in enumerate(zip(sacrum[:4], sacrum[1:5])):  # fused sacral segments with residual disc lines
+        if j == 0 and p.extras.get("transitional") == "lumbarised":
+            shapes += [Shape("annulus", [_disc(up, lo, 0.8, 0.6)]),
+                       Shape("nucleus", [ellipse(centroid(_disc(up, lo, 0.8, 0.6)), 0.25 * up.d,
+                                                 0.3 * p.extras["s1_disc"], -up.phi)], alpha=0.7, mix=0.5,
+                             mix_to="annulus", soft=0.8)]
+            continue
         bridge = np.concatenate([up.inner_ends[1], lo.inner_ends[0]])
         rim = (up.corners[2] + lo.corners[0]) / 2, (up.corners[3] + lo.corners[1]) / 2
         shapes += [Shape("marrow", [bridge], gain=p.marrow[-1] * 1.08, soft=0.5),
