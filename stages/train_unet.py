@@ -16,11 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
+from lmfusion.anatomy import SACRUM_FROM, sacrum_anchor
 from lmfusion.config import load_params
 from lmfusion.data.augment import preview_image
 from lmfusion.data.datasets import HeatmapDataset
 from lmfusion.data.prepared import load_prepared
-from lmfusion.errors import DataError
+from lmfusion.errors import DataError, ParamError
+from lmfusion.heatmaps import encode
 from lmfusion.stage import stage_main
 from lmfusion.training.job import TrainJob, flat_params, stage_arguments, train_stage, training_splits
 from lmfusion.training.losses import HeatmapBCE
@@ -44,6 +46,17 @@ def load_targets(heatmaps_dir: str, n: int, k: int, size: int) -> np.ndarray:
     return targets
 
 
+def _with_anchor(targets: np.ndarray, idx: np.ndarray, xy: np.ndarray, k: int, sigma: float) -> np.ndarray:
+    """The stored (n, K, S, S) targets of rows `idx`, with maps rendered for the points of `xy` (N, K', 2) beyond
+    the first K (the auxiliary anchor), as float16 like the stored ones."""
+    rows = np.asarray(targets[idx])
+    if xy.shape[1] == k:
+        return rows
+    s = rows.shape[-1]
+    extra = np.stack([encode(xy[i, k:], s, s, sigma) for i in idx]).astype(np.float16)
+    return np.concatenate([rows, extra], 1)
+
+
 @stage_main
 def main() -> None:
     args, outputs = stage_arguments(__doc__, ("prepared", "heatmaps"))
@@ -56,20 +69,30 @@ def main() -> None:
     size = images.shape[-1]
     xy = data.landmarks_at(size)  # (N, K, 2) U-Net input pixels
     targets = load_targets(args.heatmaps, len(images), len(names), size)
-    val_targets = np.asarray(targets[val_idx])  # (N_val, K, S, S) float16; training renders its own
+    extra = 0
+    if cfg.sacrum_channel:  # one more map to learn: the S1 body under the last disc, where the count starts
+        anchor = sacrum_anchor(xy, names)
+        if anchor is None:
+            raise ParamError(f"param {STAGE}.sacrum_channel: needs the landmarks {', '.join(SACRUM_FROM)} in "
+                             f"base.landmarks")
+        xy, extra = np.concatenate([xy, anchor[:, None]], 1), 1  # (N, K + 1, 2)
+    val_targets = _with_anchor(targets, val_idx, xy, len(names), sigma)  # (N_val, K', S, S); training renders its own
 
     def preview() -> np.ndarray:
-        return preview_image(images[train_idx[:8]], xy[train_idx[:8]], aug, np.random.default_rng(base.seed),
-                             names=names)
+        return preview_image(images[train_idx[:8]], xy[train_idx[:8], :len(names)], aug,
+                             np.random.default_rng(base.seed), names=names)
 
     train_aug = aug if (aug.translate or aug.rotate or aug.scale) else None
     train_stage(TrainJob(
         stage=STAGE, kind="heatmap",
         builder={"arch": cfg.arch, "encoder": cfg.encoder, "n_landmarks": len(names),
-                 "encoder_depth": cfg.encoder_depth, "decoder_channels": list(cfg.decoder_channels)},
+                 "encoder_depth": cfg.encoder_depth, "decoder_channels": list(cfg.decoder_channels),
+                 "extra_channels": extra, "coord_channels": cfg.coord_channels},
         loss_fn=HeatmapBCE(cfg.peak_weight),
         train_set=HeatmapDataset(images[train_idx], xy[train_idx], sigma, aug=train_aug, seed=base.seed,
-                                 targets=None if train_aug else np.asarray(targets[train_idx])),
+                                 required=len(names),
+                                 targets=None if train_aug else _with_anchor(targets, train_idx, xy, len(names),
+                                                                             sigma)),
         val_set=HeatmapDataset(images[val_idx], xy[val_idx], sigma, aug=None, seed=base.seed, targets=val_targets),
         cfg=cfg, seed=base.seed, params=flat_params(p, SECTIONS),
         data_arrays=[images[train_idx], images[val_idx], xy[train_idx], xy[val_idx], val_targets],

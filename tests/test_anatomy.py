@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lmfusion.anatomy import lumbosacral_turn_deg
+from lmfusion.anatomy import lumbosacral_turn_deg, sacrum_anchor
 
 NAMES = ("L1", "L3", "L5", "L5-S1")
 
@@ -25,3 +25,13 @@ def test_the_turn_is_measured_in_mm() -> None:
 
 def test_other_landmark_sets_have_no_turn() -> None:
     assert lumbosacral_turn_deg(np.zeros((1, 2, 2)), np.ones((1, 2)), ("L1-L2", "L5-S1")) is None
+
+
+def test_sacrum_anchor_continues_the_spine_round_its_turn():
+    names = ("L4-L5", "L5", "L5-S1")
+    straight = np.array([[[10.0, 0.0], [10.0, 10.0], [10.0, 20.0]]])
+    np.testing.assert_allclose(sacrum_anchor(straight, names), [[10.0, 30.0]])
+    # turning 90 degrees from one step to the next: the anchor turns 90 degrees more
+    bent = np.array([[[0.0, 0.0], [0.0, 10.0], [10.0, 10.0]]])
+    np.testing.assert_allclose(sacrum_anchor(bent, names), [[10.0, 0.0]], atol=1e-9)
+    assert sacrum_anchor(straight[:, :2], names[:2]) is None

@@ -162,3 +162,17 @@ def test_imagenet_offline_stops_the_training_stage_with_one_line(tmp_path):
     assert len(errors) == 1 and "Traceback" not in proc.stderr
     assert errors[0].startswith("error: param train_xception.weights: imagenet: could not fetch")
     assert not (tmp_path / "out" / "models").exists()
+
+
+def test_coordinate_channels_and_auxiliary_maps(tmp_path):
+    net = build_heatmap_net(**UNET, extra_channels=1, coord_channels=True).eval()
+    x = torch.zeros(2, 1, 64, 64)
+    out = net(x)
+    assert out.shape == (2, UNET["n_landmarks"] + 1, 64, 64)
+    # the coordinates reach the encoder: a flat input gives maps that differ between left and right
+    assert not torch.allclose(out[..., :32], out[..., 32:].flip(-1))
+    path = tmp_path / "m.pt"
+    save_model(path, net, {"kind": "heatmap", "builder": {**UNET, "extra_channels": 1, "coord_channels": True},
+                           "names": ["a", "b", "c"], "input_size": 64})
+    loaded, _ = load_model(path)
+    torch.testing.assert_close(loaded(x), out)

@@ -12,6 +12,23 @@ import numpy as np
 TURN_POINTS = ("L1", "L3", "L5", "L5-S1")  # body centres, and the lumbosacral disc centre
 
 
+SACRUM_FROM = ("L4-L5", "L5", "L5-S1")
+
+
+def sacrum_anchor(xy: np.ndarray, names: Sequence[str]) -> np.ndarray | None:
+    """(N, 2) an S1 body point extrapolated from the annotated landmarks (no new labels): the step L5 -> L5-S1
+    taken once more from L5-S1, turned by as much as the spine turned from L4-L5 -> L5 to L5 -> L5-S1, so it
+    follows a steep junction round. Any units in which x and y have one scale. None when `names` lacks SACRUM_FROM.
+    """
+    if not set(SACRUM_FROM) <= set(names):
+        return None
+    a, b, c = (np.asarray(xy, np.float64)[:, list(names).index(n)] for n in SACRUM_FROM)
+    before, step = b - a, c - b  # (N, 2)
+    turn = np.arctan2(step[:, 1], step[:, 0]) - np.arctan2(before[:, 1], before[:, 0])
+    cos, sin = np.cos(turn), np.sin(turn)
+    return c + np.stack([cos * step[:, 0] - sin * step[:, 1], sin * step[:, 0] + cos * step[:, 1]], 1)
+
+
 def lumbosacral_turn_deg(xy: np.ndarray, spacing: np.ndarray, names: Sequence[str]) -> np.ndarray | None:
     """(N,) the lumbosacral turn: the angle (degrees) between the directions L1 -> L3 and L5 -> L5-S1 in mm.
 

@@ -53,5 +53,6 @@ class Networks:
             x_reg = to_input(reg_images[i:i + batch_size]).to(self.device)  # (n, 1, S_r, S_r)
             x_hm = to_input(hm_images[i:i + batch_size]).to(self.device)  # (n, 1, S_u, S_u)
             coords.append(self.regressor(x_reg).float().cpu().numpy())  # (n, K, 2)
-            heatmaps.append(torch.sigmoid(self.heatmap_net(x_hm).float()).cpu().numpy().astype(np.float16))
+            logits = self.heatmap_net(x_hm)[:, :len(self.names)]  # auxiliary maps (the sacrum anchor) dropped
+            heatmaps.append(torch.sigmoid(logits.float()).cpu().numpy().astype(np.float16))
         return np.concatenate(coords).astype(np.float32), np.concatenate(heatmaps)

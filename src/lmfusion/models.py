@@ -95,12 +95,15 @@ def _arch_class(arch: str) -> type:
 
 
 def build_heatmap_net(arch: str, encoder: str, n_landmarks: int, encoder_depth: int,
-                      decoder_channels: tuple[int, ...] | list[int], weights: str | None = None) -> nn.Module:
+                      decoder_channels: tuple[int, ...] | list[int], weights: str | None = None,
+                      extra_channels: int = 0, coord_channels: bool = False) -> nn.Module:
     """A segmentation_models_pytorch net with one input channel and one output map per landmark.
 
-    Forward: (N, 1, S, S) -> (N, K, S, S) logits (resized to the input where an architecture's output stride
-    differs). `decoder_channels` (one per encoder stage) goes only to the architectures whose decoder takes such a
-    list (Unet, UnetPlusPlus, MAnet); the others use their defaults.
+    Forward: (N, 1, S, S) -> (N, K + extra_channels, S, S) logits (resized to the input where an architecture's
+    output stride differs); the first K are the landmarks', the extra ones auxiliary targets (the sacrum anchor).
+    `decoder_channels` (one per encoder stage) goes only to the architectures whose decoder takes such a list
+    (Unet, UnetPlusPlus, MAnet); the others use their defaults. `coord_channels`: the encoder also sees each
+    pixel's x and y in -1..1 (CoordConv), so it knows where in the field of view a vertebra lies.
     """
     from segmentation_models_pytorch.encoders import get_encoder_names
 
@@ -109,8 +112,8 @@ def build_heatmap_net(arch: str, encoder: str, n_landmarks: int, encoder_depth: 
     if encoder not in encoders:
         raise ParamError(f"param train_unet.encoder: unknown segmentation_models_pytorch encoder {encoder!r}; "
                          f"close names: {_suggest(encoder, encoders)}")
-    kwargs: dict[str, Any] = {"encoder_name": encoder, "encoder_weights": None, "in_channels": 1,
-                              "classes": n_landmarks, "encoder_depth": encoder_depth}
+    kwargs: dict[str, Any] = {"encoder_name": encoder, "encoder_weights": None,
+                              "in_channels": 3 if coord_channels else 1, "classes": n_landmarks + extra_channels, "encoder_depth": encoder_depth}
     default = inspect.signature(cls).parameters.get("decoder_channels")
     if default is not None and isinstance(default.default, (list, tuple)):
         kwargs["decoder_channels"] = list(decoder_channels)
@@ -124,6 +127,8 @@ def build_heatmap_net(arch: str, encoder: str, n_landmarks: int, encoder_depth: 
     head = [m for m in net.segmentation_head.modules() if isinstance(m, nn.Conv2d)][-1]
     if head.bias is not None:  # start at "background everywhere", as a sparse map mostly is
         nn.init.constant_(head.bias, HEATMAP_PRIOR_LOGIT)
+    if coord_channels:
+        net = CoordInput(net)
     try:
         side = _probe(net, 64)
     except RuntimeError as e:
@@ -169,6 +174,20 @@ def _imagenet_encoder(encoder_module: nn.Module, encoder: str, depth: int) -> No
         raise ParamError(f"param train_unet.weights: the imagenet encoder {encoder} does not fit the built net "
                          f"({str(e).splitlines()[0]})") from None
     log.info("loaded the ImageNet weights of encoder %s", encoder)
+
+
+class CoordInput(nn.Module):
+    """Appends two channels to the input, each pixel's x and y in -1..1 (CoordConv), before the wrapped net."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        ys = torch.linspace(-1, 1, h, dtype=x.dtype, device=x.device).view(1, 1, h, 1).expand(n, 1, h, w)
+        xs = torch.linspace(-1, 1, w, dtype=x.dtype, device=x.device).view(1, 1, 1, w).expand(n, 1, h, w)
+        return self.net(torch.cat([x, xs, ys], 1))
 
 
 class ResizeToInput(nn.Module):

@@ -67,22 +67,25 @@ def _inside(xy: np.ndarray, height: int, width: int) -> bool:
     return bool(((p[:, 0] >= 0) & (p[:, 0] <= width - 1) & (p[:, 1] >= 0) & (p[:, 1] <= height - 1)).all())
 
 
-def draw_affine(rng: np.random.Generator, xy: np.ndarray, size: int, cfg: AugmentConfig) -> tuple[np.ndarray, bool]:
-    """A random matrix that keeps all landmarks (K, 2) inside a size x size image.
+def draw_affine(rng: np.random.Generator, xy: np.ndarray, size: int, cfg: AugmentConfig,
+                required: int | None = None) -> tuple[np.ndarray, bool]:
+    """A random matrix that keeps all landmarks (K, 2) inside a size x size image (only the first `required` when
+    given: auxiliary points may leave it).
 
     Returns the matrix and whether it fell back to the identity after `cfg.max_tries` draws.
     """
     for _ in range(cfg.max_tries):
         m = random_affine(rng, size, cfg)
-        if _inside(transform_points(xy, m), size, size):
+        if _inside(transform_points(xy[:required], m), size, size):
             return m, False
     return IDENTITY.copy(), True
 
 
-def augment(image: np.ndarray, xy: np.ndarray, cfg: AugmentConfig,
-            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Augment one square (S, S) image and its (K, 2) landmarks; returns image, landmarks, fell_back."""
-    m, fell_back = draw_affine(rng, xy, image.shape[-1], cfg)
+def augment(image: np.ndarray, xy: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator,
+            required: int | None = None) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Augment one square (S, S) image and its (K, 2) landmarks (the first `required` kept inside); returns image,
+    landmarks, fell_back."""
+    m, fell_back = draw_affine(rng, xy, image.shape[-1], cfg, required)
     if fell_back:
         return image, np.asarray(xy, dtype=np.float64), True
     warped, moved = apply_affine(image, xy, m)

@@ -32,6 +32,7 @@ class _AugmentedDataset(Dataset):
         self.aug = aug
         self.seed = int(seed)
         self.epoch = 0
+        self.required: int | None = None  # landmarks the augmentation keeps inside; None: all
 
     def __len__(self) -> int:
         return len(self.images)
@@ -44,7 +45,7 @@ class _AugmentedDataset(Dataset):
         if self.aug is None:
             return self.images[index], xy, False
         rng = np.random.default_rng([self.seed, self.epoch, int(index)])
-        return augment(self.images[index], xy, self.aug, rng)
+        return augment(self.images[index], xy, self.aug, rng, self.required)
 
 
 class RegressorDataset(_AugmentedDataset):
@@ -70,8 +71,9 @@ class HeatmapDataset(_AugmentedDataset):
     """
 
     def __init__(self, images_u8: np.ndarray, landmarks_px: np.ndarray, sigma: float, aug: AugmentConfig | None,
-                 seed: int, targets: np.ndarray | None = None):
+                 seed: int, targets: np.ndarray | None = None, required: int | None = None):
         super().__init__(images_u8, aug, seed)
+        self.required = required  # the auxiliary points beyond it (the sacrum anchor) may leave the image
         self.landmarks_px = np.asarray(landmarks_px, dtype=np.float64)  # (N, K, 2) at the image size
         self.sigma = float(sigma)
         self.targets = targets  # (N, K, S, S) float16 or None
