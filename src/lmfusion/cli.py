@@ -25,7 +25,7 @@ def _synth(args: argparse.Namespace) -> int:
         summary = rsna2024.write_rsna_dataset(out, n=args.n, seed=args.seed)
         montage = (lambda: rsna2024.montage_rsna(out, count=16))  # noqa: E731
     else:
-        summary = synth.write_dataset(out, n=args.n, seed=args.seed, names=LANDMARKS)
+        summary = synth.write_dataset(out, n=args.n, seed=args.seed, names=LANDMARKS, style=args.style)
         montage = (lambda: synth.montage_image(out, count=16, names=LANDMARKS))  # noqa: E731
     if args.montage:
         from lmfusion.drawing import write_png
@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dataset layout: tianchi (the challenge's, 11 landmarks; default) or rsna2024 (five discs)")
     p.add_argument("--n", type=int, default=200, help="number of studies (default 200: 150 + 50, like the paper)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--style", choices=("default", "target"), default="default",
+                   help="default (as varied as real series) or target (all STIR-like, steep junctions: a small "
+                        "set in another style, for measuring fine-tuning)")
     p.add_argument("--montage", help="also write a PNG montage of 16 studies with their landmarks")
     p.set_defaults(func=_synth)
 

@@ -11,7 +11,7 @@ from pydicom.uid import generate_uid
 
 from lmfusion import config
 from lmfusion.data.dicom import read_dicom, read_header, write_dicom
-from lmfusion.data.synth.study import SynthStudy, check_names, generate_study
+from lmfusion.data.synth.study import SynthStudy, check_names, check_style, generate_study
 from lmfusion.drawing import draw_points, landmark_colors, montage, to_bgr
 from lmfusion.errors import DataError, ParamError
 from lmfusion.io import atomic_path, write_json
@@ -62,7 +62,8 @@ def _write_study(folder: Path, study: SynthStudy, rng: np.random.Generator, seed
     return _annotation(study, rng, study_uid, _uid(seed, index, ann.series), _uid(seed, index, ann.series, ann.index))
 
 
-def write_dataset(out: Path, n: int, seed: int, names: tuple[str, ...] = config.LANDMARKS) -> dict:
+def write_dataset(out: Path, n: int, seed: int, names: tuple[str, ...] = config.LANDMARKS,
+                  style: str = "default") -> dict:
     """Write `n` synthetic studies in the challenge's layout under `out` (which must not exist or be empty).
 
     Study i is drawn from `np.random.default_rng([seed, i])`, so it does not depend on `n`. Returns a summary.
@@ -72,6 +73,7 @@ def write_dataset(out: Path, n: int, seed: int, names: tuple[str, ...] = config.
     if n < 1:
         raise ParamError(f"synth n: must be >= 1, got {n}")
     check_names(names)
+    check_style(style)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"{out}: exists and is not an empty folder (nothing is overwritten)")
     records: dict[str, list[dict]] = {name: [] for name, _ in SPLITS}
@@ -79,7 +81,7 @@ def write_dataset(out: Path, n: int, seed: int, names: tuple[str, ...] = config.
     with atomic_path(out, is_dir=True) as tmp:
         for i in range(n):
             rng = np.random.default_rng([seed, i])
-            study = generate_study(rng, names)
+            study = generate_study(rng, names, style)
             split = SPLITS[0][0] if i < SPLITS[0][1] else SPLITS[1][0]
             records[split].append(_write_study(tmp / split / f"study{i}", study, rng, seed, i))
             images += len(study.images)

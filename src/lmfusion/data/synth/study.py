@@ -20,6 +20,9 @@ from lmfusion.errors import ParamError
 _MATRICES = ((256, 0.06), (320, 0.14), (384, 0.32), (448, 0.16), (512, 0.22), (576, 0.05), (640, 0.05))
 _DESCRIPTIONS = {"t2sag": ("T2_TSE_SAG", "t2_tse_sag", "SAG T2 FSE", "T2_TSE_SAG_384"),
                  "t1sag": ("T1_TSE_SAG", "t1_tse_sag", "SAG T1 FSE"), "t2ax": ("T2_TSE_TRA", "t2_tse_tra", "AX T2 FSE")}
+# default: as varied as real lumbar series; target: a small set in another style (the pretraining measurement's
+# target domain)
+STYLES = ("default", "target")
 
 
 @dataclass
@@ -48,6 +51,11 @@ class SynthStudy:
     extra: dict[str, tuple[np.ndarray, str]]  # other points of the drawn anatomy (e.g. T11-T12) and their tags
     images: list[SynthImage]
     annotated: int  # index of the annotated slice in `images`
+
+
+def check_style(style: str) -> None:
+    if style not in STYLES:
+        raise ParamError(f"synth style: unknown style {style!r}; known: {', '.join(STYLES)}")
 
 
 def check_names(names: tuple[str, ...]) -> None:
@@ -91,10 +99,12 @@ def _tags(p: phantom.Patient) -> dict[str, str]:
     return tags
 
 
-def generate_study(rng: np.random.Generator, names: tuple[str, ...] = config.LANDMARKS) -> SynthStudy:
-    """One synthetic study (all its images in memory) drawn from `rng`."""
+def generate_study(rng: np.random.Generator, names: tuple[str, ...] = config.LANDMARKS,
+                   style: str = "default") -> SynthStudy:
+    """One synthetic study (all its images in memory) drawn from `rng` in `style` (STYLES)."""
     names = tuple(names)
     check_names(names)
+    check_style(style)
     p = phantom.sample_patient(rng)
     mid = phantom_spine.build_sagittal(p, 0.0)
     h, w, spacing, affine = _grid(rng, np.array([mid.points[n] for n in names]))
