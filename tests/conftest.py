@@ -53,6 +53,9 @@ def make_pipeline_repo(root: Path, params: dict, n_studies: int = 14, fmt: str =
         shutil.copy(REPO / name, root / name)
     for name in ("stages", "src"):
         shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for ignore in (REPO / "models" / "pretrained").glob("*/.gitignore"):  # the folders training depends on
+        (root / ignore.relative_to(REPO)).parent.mkdir(parents=True)
+        shutil.copy(ignore, root / ignore.relative_to(REPO))
     all_params = yaml.safe_load((root / "params.yaml").read_text())
     (root / "params.yaml").write_text(yaml.safe_dump(deep_update(all_params, params), sort_keys=False))
     run(["git", "init", "-q", "-b", "main"], root)
