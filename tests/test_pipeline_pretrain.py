@@ -5,9 +5,11 @@ retrains what was fine-tuned from it."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from conftest import TINY_PARAMS, deep_update, make_pipeline_repo, run
 from lmfusion.config import LANDMARKS
@@ -16,25 +18,29 @@ pytestmark = pytest.mark.slow
 
 DISCS = ["L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"]
 SCHEDULE = {"epochs": 2, "batch_size": 4, "lr": 0.001, "scheduler": "none"}
-FINETUNE = deep_update({
-    "data": {"format": "csv"}, "base": {"landmarks": DISCS},
-    "pretrain": {"sets": ["synthetic"], "n": 12, "val_size": 3},
+SMALL = deep_update({
+    "data": {"format": "csv"}, "base": {"landmarks": DISCS}, "pretrain": {"n": 12, "val_size": 3},
     "pretrain_xception": SCHEDULE, "pretrain_unet": {**SCHEDULE, "lr": 0.003},
-    "train_xception": {"weights": "synthetic", "freeze_epochs": 1},
-    "train_unet": {"weights": "synthetic", "freeze_epochs": 1},
+    "train_xception": {"freeze_epochs": 1}, "train_unet": {"freeze_epochs": 1},
 }, TINY_PARAMS)
+FINETUNE = ["-S", "pretrain.sets=[synthetic]", "-S", "train_xception.weights=synthetic", "-S",
+            "train_unet.weights=synthetic"]  # as README "Your own small dataset" does it
 PRETRAIN_STAGES = [f"{s}@synthetic" for s in ("pretrain_synth", "pretrain_prepare", "pretrain_heatmaps",
                                                "pretrain_xception", "pretrain_unet")]
 
 
 @pytest.fixture(scope="module")
 def finetuned(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    root = make_pipeline_repo(tmp_path_factory.mktemp("finetune") / "repo", FINETUNE, fmt="csv")
+    root = make_pipeline_repo(tmp_path_factory.mktemp("finetune") / "repo", SMALL, fmt="csv")
     env = {"MLFLOW_TRACKING_URI": f"sqlite:///{root.parent / 'mlflow.db'}", "LMFUSION_TRACKING": "1"}
-    repro = run(["dvc", "repro"], root, env=env)
+    repro = run(["dvc", "exp", "run", "-n", "finetune", *FINETUNE], root, env=env)
     run(["git", "add", "-A"], root)
     run(["git", "commit", "-qm", "fine-tuned"], root)
     return {"root": root, "env": env, "log": repro.stdout + repro.stderr}
+
+
+def set_params(path: Path, changes: dict) -> None:
+    path.write_text(yaml.safe_dump(deep_update(yaml.safe_load(path.read_text()), changes), sort_keys=False))
 
 
 def _stages_run(log: str) -> list[str]:
@@ -77,13 +83,12 @@ def test_mlflow_groups_the_pretraining_and_links_the_fine_tuning(finetuned):
 def test_another_pretraining_retrains_what_was_fine_tuned_and_switching_it_off_stops_in_one_line(finetuned):
     root, env = finetuned["root"], {**finetuned["env"], "LMFUSION_TRACKING": "0"}
     params = root / "params.yaml"
-    text = params.read_text()
-    params.write_text(text.replace("  seed: 1\n", "  seed: 2\n", 1))  # pretrain.seed: other synthetic studies
+    set_params(params, {"pretrain": {"seed": 2}})  # other synthetic studies
     order = _stages_run(run(["dvc", "repro"], root, env=env).stdout)
     assert set(PRETRAIN_STAGES) | {"train_xception", "train_unet", "infer", "evaluate"} <= set(order)
     assert "prepare" not in order and "heatmaps" not in order  # the user's data did not change
     assert run(["dvc", "status", "--quiet"], root, check=False).returncode == 0
-    params.write_text(params.read_text().replace("  sets:\n  - synthetic\n", "  sets: []\n", 1))
+    set_params(params, {"pretrain": {"sets": []}})
     assert not any(s.startswith("pretrain") for s in run(["dvc", "stage", "list"], root).stdout.split())
     proc = run(["dvc", "repro", "train_xception"], root, env=env, check=False)
     assert proc.returncode != 0
