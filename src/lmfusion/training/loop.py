@@ -229,7 +229,7 @@ def fit(model: nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.
     optimizer = make_optimizer(inner, cfg)  # before any freezing: it holds the held parameters too
     held = [p for p in hold.parameters() if p.requires_grad] if hold is not None and cfg.freeze_epochs else []
     if held and ctx.is_main:
-        log.info("%s: %d tensors of the pretrained part held still for the first %d epochs", desc, len(held),
+        log.info("%s: the backbone / encoder (%d tensors) held still for the first %d epochs", desc, len(held),
                  cfg.freeze_epochs)
     train_loader, sampler, val_loader = _loaders(train_set, val_set, cfg, seed, ctx)
     scheduler = make_scheduler(optimizer, cfg, len(train_loader))
