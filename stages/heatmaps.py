@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from lmfusion.config import load_params
+from lmfusion import pretraining
 from lmfusion.coords import rescale
 from lmfusion.data.prepared import load_prepared
 from lmfusion.errors import DataError
@@ -64,9 +64,10 @@ def main() -> None:
     for name in ("prepared", "out_dir", "preview_png"):
         ap.add_argument(name)
     ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--pretrain", action="store_true", help="run as the synthetic pretraining (lmfusion.pretraining)")
     args = ap.parse_args()
 
-    p = load_params(args.params, ("base", "heatmap"))
+    p = pretraining.load_params(args.params, ("base", "heatmap"), args.pretrain)
     names, sigma = tuple(p["base"].landmarks), p["heatmap"].sigma
     data = load_prepared(args.prepared, names)
     n, s = len(data.unet), data.unet.shape[-1]

@@ -18,7 +18,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from lmfusion.anatomy import lumbosacral_turn_deg
-from lmfusion.config import load_params
+from lmfusion import pretraining
 from lmfusion.coords import rescale
 from lmfusion.data.prepared import save_prepared
 from lmfusion.data.preprocess import preprocess_sizes
@@ -66,9 +66,10 @@ def main() -> None:
     for name in ("data_path", "out_dir", "metrics_json", "montage_png"):
         ap.add_argument(name)
     ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--pretrain", action="store_true", help="run as the synthetic pretraining (lmfusion.pretraining)")
     args = ap.parse_args()
 
-    p = load_params(args.params, ("base", "data", "prepare"))
+    p = pretraining.load_params(args.params, ("base", "data", "prepare"), args.pretrain)
     base, data_cfg, cfg = p["base"], p["data"], p["prepare"]
     names = tuple(base.landmarks)
     studies, skipped = read_dataset(data_cfg.format, args.data_path, names, data_cfg.on_invalid, progress=True)

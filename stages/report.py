@@ -1,7 +1,10 @@
 """Stage report: the ablation report in Markdown (tables and figures), also logged to MLflow.
 
     python stages/report.py PREPARED_DIR OUTPUTS_DIR FUSION_JSON EVAL_PLOTS_DIR RUN_JSON METRICS_DIR OUT_DIR
-        [--params params.yaml]
+        [--params params.yaml] [--finetune DIR]
+
+With --finetune, the report also shows DIR/finetune.json and DIR/finetune_curves.png when they exist
+(benchmarks/bench_finetune.py: scratch against fine-tuned on a small target set).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ def main() -> None:
     for name in ("prepared", "outputs", "fusion_json", "eval_plots", "run_json", "metrics_dir", "out"):
         ap.add_argument(name)
     ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--finetune", type=Path, help="folder of benchmarks/bench_finetune.py's results")
     args = ap.parse_args()
     p = load_params(args.params, ("base", "fusion", "evaluate", "report"))
     names, fcfg, ecfg, rcfg = tuple(p["base"].landmarks), p["fusion"], p["evaluate"], p["report"]
@@ -43,7 +47,9 @@ def main() -> None:
         prepare=_read_json(mdir / "prepare.json"),
         trains={s: _read_json(mdir / f"{s}.json") for s in ("train_xception", "train_unet")},
         fitted=_read_json(Path(args.fusion_json)), sigma_hm=LandmarkDecoder.load(args.fusion_json).sigma_hm,
-        chain_example=(Path(args.eval_plots) / "chain_example.png").exists())
+        chain_example=(Path(args.eval_plots) / "chain_example.png").exists(),
+        finetune=_read_json(args.finetune / "finetune.json") if args.finetune and (
+            args.finetune / "finetune.json").exists() else None)
     data = load_prepared(args.prepared, names)
     val, test = load_split(args.outputs, "val", data), load_split(args.outputs, "test", data)
     auto = inputs.sigma_hm if fcfg.sigma == "auto" else None
@@ -56,6 +62,8 @@ def main() -> None:
         (tmp / "figures").mkdir()
         for fn in [fn for fn, _ in figures] + (["chain_example.png"] if inputs.chain_example else []):
             shutil.copy(Path(args.eval_plots) / fn, tmp / "figures" / fn)
+        if inputs.finetune:
+            shutil.copy(args.finetune / "finetune_curves.png", tmp / "figures" / "finetune_curves.png")
         charts.sigma_sweep_png(tmp / "figures" / "sigma_sweep.png", [r["sigma"] for r in sweep],
                                [r["test_sdr"] for r in sweep], [r["test_mre"] for r in sweep])
         (tmp / "ablation.md").write_text(markdown)

@@ -1,13 +1,15 @@
 """Stage train_unet: the U-Net heatmap regressor (BCE with logits on Gaussian targets).
 
     python stages/train_unet.py PREPARED_DIR HEATMAPS_DIR MODEL_DIR CHECKPOINT METRICS_JSON LOSS_CSV AUGMENT_PNG
-        [--params params.yaml]
+        [--params params.yaml] [--pretrained DIR] [--pretrain]
 
 Reads params sections base, augment, heatmap and train_unet; the input size is that of the prepared U-Net images.
 Validation uses the heatmaps stage's targets (HEATMAPS_DIR/targets.npy); augmented training samples get theirs
 rendered from the moved landmarks at heatmap.sigma. Writes MODEL_DIR/model.pt (best weights by val loss),
 METRICS_JSON, LOSS_CSV (epoch, train_loss, val_loss) and AUGMENT_PNG; CHECKPOINT is updated after every epoch and
-resumed from when it matches the params and data. Also runs under `torchrun --nproc_per_node=N`.
+resumed from when it matches the params and data. `weights: synthetic` starts from DIR/synthetic/model.pt (the
+synthetic pretraining's model); `--pretrain` trains as that pretraining (lmfusion.pretraining: its data, the
+pretrain_unet schedule). Also runs under `torchrun --nproc_per_node=N`.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lmfusion import pretraining
 from lmfusion.anatomy import SACRUM_FROM, sacrum_anchor
-from lmfusion.config import load_params
 from lmfusion.data.augment import preview_image
 from lmfusion.data.datasets import HeatmapDataset
 from lmfusion.data.prepared import load_prepared
@@ -60,7 +62,7 @@ def _with_anchor(targets: np.ndarray, idx: np.ndarray, xy: np.ndarray, k: int, s
 @stage_main
 def main() -> None:
     args, outputs = stage_arguments(__doc__, ("prepared", "heatmaps"))
-    p = load_params(args.params, SECTIONS)
+    p = pretraining.load_params(args.params, SECTIONS + ("pretrain",), args.pretrain)
     base, aug, cfg, sigma = p["base"], p["augment"], p[STAGE], p["heatmap"].sigma
     names = tuple(base.landmarks)
     data = load_prepared(args.prepared, names)
@@ -84,7 +86,7 @@ def main() -> None:
 
     train_aug = aug if (aug.translate or aug.rotate or aug.scale) else None
     train_stage(TrainJob(
-        stage=STAGE, kind="heatmap",
+        stage=pretraining.stage_name(STAGE, args.pretrain), kind="heatmap",
         builder={"arch": cfg.arch, "encoder": cfg.encoder, "n_landmarks": len(names),
                  "encoder_depth": cfg.encoder_depth, "decoder_channels": list(cfg.decoder_channels),
                  "extra_channels": extra, "coord_channels": cfg.coord_channels},
@@ -96,7 +98,8 @@ def main() -> None:
         val_set=HeatmapDataset(images[val_idx], xy[val_idx], sigma, aug=None, seed=base.seed, targets=val_targets),
         cfg=cfg, seed=base.seed, params=flat_params(p, SECTIONS),
         data_arrays=[images[train_idx], images[val_idx], xy[train_idx], xy[val_idx], val_targets],
-        names=names, input_size=size, preview=preview, script=Path(__file__)), outputs)
+        names=names, input_size=size, preview=preview, script=Path(__file__), pretrained=args.pretrained,
+        sets=p["pretrain"].sets, pretrain=args.pretrain), outputs)
 
 
 if __name__ == "__main__":

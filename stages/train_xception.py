@@ -1,12 +1,13 @@
 """Stage train_xception: the Xception + fully connected coordinate regressor (MSE on normalized coordinates).
 
     python stages/train_xception.py PREPARED_DIR MODEL_DIR CHECKPOINT METRICS_JSON LOSS_CSV AUGMENT_PNG
-        [--params params.yaml]
+        [--params params.yaml] [--pretrained DIR] [--pretrain]
 
 Reads params sections base, augment and train_xception. Writes MODEL_DIR/model.pt (best weights by val loss),
 METRICS_JSON, LOSS_CSV (epoch, train_loss, val_loss) and AUGMENT_PNG (augmented training samples); CHECKPOINT is
-updated after every epoch and resumed from when it matches the params and data. Also runs under
-`torchrun --nproc_per_node=N`.
+updated after every epoch and resumed from when it matches the params and data. `weights: synthetic` starts from
+DIR/synthetic/model.pt (the synthetic pretraining's model); `--pretrain` trains as that pretraining
+(lmfusion.pretraining: its data, the pretrain_xception schedule). Also runs under `torchrun --nproc_per_node=N`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from lmfusion.config import load_params
+from lmfusion import pretraining
 from lmfusion.coords import from_norm
 from lmfusion.data.augment import preview_image
 from lmfusion.data.datasets import RegressorDataset
@@ -31,7 +32,7 @@ SECTIONS = ("base", "augment", STAGE)
 @stage_main
 def main() -> None:
     args, outputs = stage_arguments(__doc__, ("prepared",))
-    p = load_params(args.params, SECTIONS)
+    p = pretraining.load_params(args.params, SECTIONS + ("pretrain",), args.pretrain)
     base, aug, cfg = p["base"], p["augment"], p[STAGE]
     names = tuple(base.landmarks)
     data = load_prepared(args.prepared, names)
@@ -45,14 +46,15 @@ def main() -> None:
 
     train_aug = aug if (aug.translate or aug.rotate or aug.scale) else None
     train_stage(TrainJob(
-        stage=STAGE, kind="regressor",
+        stage=pretraining.stage_name(STAGE, args.pretrain), kind="regressor",
         builder={"model": cfg.model, "n_landmarks": len(names), "dropout": cfg.dropout},
         loss_fn=nn.MSELoss(),
         train_set=RegressorDataset(images[train_idx], targets[train_idx], aug=train_aug, seed=base.seed),
         val_set=RegressorDataset(images[val_idx], targets[val_idx], aug=None, seed=base.seed),
         cfg=cfg, seed=base.seed, params=flat_params(p, SECTIONS),
         data_arrays=[images[train_idx], images[val_idx], targets[train_idx], targets[val_idx]],
-        names=names, input_size=size, preview=preview, script=Path(__file__)), outputs)
+        names=names, input_size=size, preview=preview, script=Path(__file__), pretrained=args.pretrained,
+        sets=p["pretrain"].sets, pretrain=args.pretrain), outputs)
 
 
 if __name__ == "__main__":

@@ -46,20 +46,44 @@ def deep_update(base: dict, new: dict) -> dict:
     return base
 
 
+def write_csv_dataset(out: Path, n: int, names: tuple[str, ...], seed: int = 0) -> None:
+    """`n` synthetic annotated slices as 16-bit PNGs with landmarks.csv (data.format: csv) for `names`."""
+    import numpy as np
+    import pandas as pd
+
+    from lmfusion.data.synth import generate_study
+    from lmfusion.drawing import write_png
+
+    rows = []
+    for i in range(n):
+        study = generate_study(np.random.default_rng([seed, i]), names)
+        write_png(out / "images" / f"s{i:02d}.png", study.image)
+        row = {"image": f"images/s{i:02d}.png", "spacing_x": study.spacing[0], "spacing_y": study.spacing[1]}
+        row.update({f"{name}_{a}": study.landmarks[k, j] for k, name in enumerate(names) for j, a in enumerate("xy")})
+        rows.append(row)
+    pd.DataFrame(rows).to_csv(out / "landmarks.csv", index=False)
+
+
 def make_pipeline_repo(root: Path, params: dict, n_studies: int = 14, fmt: str = "tianchi") -> Path:
     """A git + DVC repository holding this project's pipeline files, tiny params and synthetic data in the layout
-    `fmt` (`lmfusion synth --format`; params must set data.format and base.landmarks to match)."""
+    `fmt` (`lmfusion synth --format`, or csv; params must set data.format and base.landmarks to match)."""
     root.mkdir(parents=True, exist_ok=True)
     for name in ("dvc.yaml", ".dvcignore", ".gitignore", "params.yaml"):
         shutil.copy(REPO / name, root / name)
-    for name in ("stages", "src"):
+    for name in ("stages", "src", "benchmarks/finetune"):
         shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for ignore in (REPO / "models" / "pretrained").glob("*/.gitignore"):  # the folders training depends on
+        (root / ignore.relative_to(REPO)).parent.mkdir(parents=True)
+        shutil.copy(ignore, root / ignore.relative_to(REPO))
     all_params = yaml.safe_load((root / "params.yaml").read_text())
     (root / "params.yaml").write_text(yaml.safe_dump(deep_update(all_params, params), sort_keys=False))
     run(["git", "init", "-q", "-b", "main"], root)
     run(["dvc", "init", "-q"], root)
     run(["dvc", "config", "core.analytics", "false"], root)
-    run(["lmfusion", "synth", "--out", "data", "--n", str(n_studies), "--seed", "0", "--format", fmt], root)
+    if fmt == "csv":
+        write_csv_dataset(root / "data", n_studies, tuple(all_params["base"]["landmarks"]))
+    else:
+        run(["lmfusion", "synth", "--out", "data", "--n", str(n_studies), "--seed", "0", "--format", fmt], root)
     run(["dvc", "add", "-q", "data"], root)
     run(["git", "add", "-A"], root)
     run(["git", "commit", "-qm", "tiny pipeline"], root)

@@ -129,5 +129,5 @@ def test_rsna2024_format_and_imagenet_weights_are_accepted() -> None:
     assert parse_section("data", {"format": "rsna2024"}).format == "rsna2024"
     assert parse_section("train_xception", {"weights": "imagenet"}).weights == "imagenet"
     assert parse_section("train_unet", {"weights": "imagenet"}).weights == "imagenet"
-    with pytest.raises(ParamError, match="param train_unet.weights: must be null, imagenet or an existing local file"):
+    with pytest.raises(ParamError, match="param train_unet.weights: must be null, imagenet, synthetic or an existing local file"):
         parse_section("train_unet", {"weights": "imagenet21k"})

@@ -20,6 +20,7 @@ def deps_problems(dvc_yaml: str) -> list[str]:
     """One line per stage whose code deps (dvc.yaml's text) differ from what its script imports."""
     problems = []
     for name, stage in yaml.safe_load(dvc_yaml)["stages"].items():
+        stage = stage.get("do", stage)  # a foreach stage's template
         script = re.search(r"python (stages/\w+\.py)", stage["cmd"]).group(1)
         needed = deps.stage_deps(REPO / script, REPO)
         listed = [d for d in stage["deps"] if d.startswith(("src/", "stages/"))]

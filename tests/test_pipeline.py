@@ -42,6 +42,7 @@ def test_repro_writes_metrics_plots_and_report(tiny_pipeline):
     fitted = json.loads((root / "models" / "fusion.json").read_text())
     assert len(fitted["sigma_hm"]) == 11 and fitted["fit"]["mode"] == "auto"
     assert run(["dvc", "status", "--quiet"], root, check=False).returncode == 0  # everything up to date
+    assert "Running stage 'pretrain_" not in tiny_pipeline["repro"].stdout  # pretrain.sets: [] has no such stages
 
 
 def test_mlflow_groups_training_and_evaluation(tiny_pipeline):

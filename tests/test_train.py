@@ -112,6 +112,22 @@ def test_fit_is_deterministic(inputs, tmp_path):
     assert list(table.columns) == ["epoch", "train_loss", "val_loss"] and list(table.epoch) == [1, 2]
 
 
+@pytest.mark.parametrize("epochs", [1, 2])
+def test_freeze_epochs_hold_the_backbone_still_then_train_it(inputs, tmp_path, epochs):
+    data = load_prepared(inputs / "prepared", tuple(NAMES))
+    tr = data.split_indices("train")
+    ds = RegressorDataset(data.regressor[tr], data.landmarks_norm[tr], None, seed=0)
+    torch.manual_seed(0)
+    model = build_regressor("resnet10t", len(NAMES), 0.2)
+    start = {k: v.detach().clone() for k, v in model.named_parameters()}
+    cfg = XceptionConfig(epochs=epochs, batch_size=4, lr=1e-3, scheduler="none", freeze_epochs=1)
+    train.fit(model, nn.MSELoss(), ds, ds, cfg, seed=0, checkpoint=tmp_path / "ck.pt", config_hash="f",
+              hold=model.backbone)
+    moved = {k for k, v in model.named_parameters() if not torch.equal(v, start[k])}
+    assert {"head.weight", "head.bias"} <= moved
+    assert any(k.startswith("backbone.") for k in moved) == (epochs == 2)  # held in epoch 1, trained in epoch 2
+
+
 def test_early_stopping(inputs, tmp_path, monkeypatch):
     losses = iter([1.0, 0.5, 0.6, 0.7, 0.8, 0.9])
     monkeypatch.setattr(train, "evaluate", lambda *a, **k: next(losses))
@@ -178,13 +194,16 @@ def test_resume_after_kill_gives_the_uninterrupted_weights(inputs, tmp_path):
     assert (tmp_path / "straight" / "plots" / "train_xception_augment.png").stat().st_size > 0
 
 
-def test_ddp_two_processes(inputs, tmp_path):
+def test_ddp_two_processes_with_the_encoder_held_for_an_epoch(inputs, tmp_path):
+    params = {**TINY, "train_unet": {**TINY["train_unet"], "epochs": 2, "freeze_epochs": 1}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     torchrun = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node=2"]
-    run_stage(stage_cmd("train_unet", inputs, tmp_path, launcher=torchrun), env={"OMP_NUM_THREADS": "1"})
+    cmd = stage_cmd("train_unet", inputs, tmp_path, launcher=torchrun)[:-1] + [str(tmp_path / "params.yaml")]
+    run_stage(cmd, env={"OMP_NUM_THREADS": "1"})
     metrics = json.loads((tmp_path / "metrics" / "train_unet.json").read_text())
     assert metrics["world_size"] == 2 and metrics["replicas_in_sync"] is True
     assert (tmp_path / "models" / "unet" / "model.pt").exists()
-    assert len(pd.read_csv(tmp_path / "plots" / "train_unet_loss.csv")) == 1
+    assert len(pd.read_csv(tmp_path / "plots" / "train_unet_loss.csv")) == 2
 
 
 def test_heatmap_bce_keeps_the_optimum_and_weights_the_peaks():

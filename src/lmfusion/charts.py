@@ -1,5 +1,6 @@
 """Result charts drawn with matplotlib (Agg, no display): success rate against radius, per-landmark error, the fusion
-of one landmark (the paper's Figure 9) and the prior-sigma sweep. Every PNG is written atomically.
+of one landmark (the paper's Figure 9), the prior-sigma sweep and learning curves side by side. Every PNG is
+written atomically.
 
 matplotlib is imported inside the functions, so importing this module stays cheap. Method colours are those of
 lmfusion.plots.COLORS (BGR there, RGB here), so a method has one colour in every figure.
@@ -140,4 +141,22 @@ def sigma_sweep_png(path: str | os.PathLike, sigmas: Sequence[float | str], sdr_
     ax2.set_ylabel("mean radial error (mm)")
     ax2.tick_params(axis="y", colors=mre_color)
     fig.legend(handles=ax.get_lines()[:1] + ax2.get_lines()[:1], loc="outside lower center", ncol=2, fontsize=8)
+    _save(fig, path)
+
+
+def learning_curves_png(path: str | os.PathLike, panels: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]]
+                        ) -> None:
+    """Loss per epoch, one panel per network side by side, one colour per variant (validation solid, training
+    dashed). panels: {title: {variant: {"epoch": [...], "train_loss": [...], "val_loss": [...]}}}."""
+    fig = _figure(4.2 * max(len(panels), 1), 3.6)
+    for j, (title, variants) in enumerate(panels.items()):
+        ax = fig.add_subplot(1, len(panels), j + 1)
+        for i, (variant, curve) in enumerate(variants.items()):
+            color = _FALLBACK_COLORS[i % len(_FALLBACK_COLORS)]
+            ax.plot(curve["epoch"], curve["val_loss"], color=color, linewidth=1.6, label=f"{variant} (val)")
+            ax.plot(curve["epoch"], curve["train_loss"], color=color, linewidth=1.0, linestyle="--",
+                    label=f"{variant} (train)")
+        ax.set(xlabel="epoch", ylabel="loss", yscale="log", title=title)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
     _save(fig, path)

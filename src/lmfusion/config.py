@@ -23,6 +23,7 @@ from lmfusion.errors import ParamError
 from lmfusion.typecheck import coerce
 
 LANDMARKS = ("T12-L1", "L1", "L1-L2", "L2", "L2-L3", "L3", "L3-L4", "L4", "L4-L5", "L5", "L5-S1")
+PRETRAINED = "synthetic"  # train_*.weights: start from the synthetic pretraining's model
 
 
 def _check(ok: bool, key: str, allowed: str, value: Any) -> None:
@@ -116,7 +117,10 @@ class TrainConfig:
     warmup_epochs: int = 0
     early_stopping: int = 0  # patience in epochs; 0 turns it off
     num_workers: int = 0
-    weights: Union[str, None] = None  # null, imagenet (fetched by timm / smp into their caches) or a local file
+    # null, imagenet (fetched by timm / smp into their caches), synthetic (the synthetic pretraining's model, see
+    # PretrainConfig) or a local file
+    weights: Union[str, None] = None
+    freeze_epochs: int = 0  # the backbone / encoder is held still for these first epochs (a pretrained start)
 
     def validate(self, s: str) -> None:
         _check(self.epochs >= 1, f"{s}.epochs", ">= 1", self.epochs)
@@ -127,9 +131,11 @@ class TrainConfig:
                self.warmup_epochs)
         _check(self.early_stopping >= 0, f"{s}.early_stopping", ">= 0 (0 = off)", self.early_stopping)
         _check(self.num_workers >= 0, f"{s}.num_workers", ">= 0", self.num_workers)
+        _check(0 <= self.freeze_epochs <= self.epochs, f"{s}.freeze_epochs", f"in 0..{self.epochs}",
+               self.freeze_epochs)
         if self.weights is not None:
-            _check(self.weights == "imagenet" or Path(self.weights).is_file(), f"{s}.weights",
-                   "null, imagenet or an existing local file", self.weights)
+            _check(self.weights in ("imagenet", PRETRAINED) or Path(self.weights).is_file(), f"{s}.weights",
+                   f"null, imagenet, {PRETRAINED} or an existing local file", self.weights)
 
 
 @dataclass(frozen=True)
@@ -245,6 +251,47 @@ class ReportConfig:
                "a list of sigmas > 0", list(self.sigma_sweep))
 
 
+@dataclass(frozen=True)
+class PretrainConfig:
+    """The synthetic pretraining: its stages (pretrain_*@synthetic in dvc.yaml) exist only while `sets` lists
+    synthetic, so a pipeline that does not use it neither runs nor waits for it. It learns on `n` studies of
+    `lmfusion synth` with the 11 landmarks, prepared with this file's prepare section (val_size studies for
+    validation, none for test) and trained with the architecture of train_xception / train_unet and the schedule of
+    pretrain_xception / pretrain_unet."""
+
+    sets: tuple[Literal["synthetic"], ...] = ()
+    n: int = 1000
+    seed: int = 1  # the generator's seed (the default data/ are seed 0)
+    style: str = "default"  # lmfusion synth --style
+    val_size: int = 100
+
+    def validate(self, s: str) -> None:
+        _check(self.n >= 2, f"{s}.n", "an integer >= 2", self.n)
+        _check(self.seed >= 0, f"{s}.seed", "an integer >= 0", self.seed)
+        _check(1 <= self.val_size < self.n, f"{s}.val_size", f"in 1..{self.n - 1} (pretrain.n - 1)", self.val_size)
+
+
+@dataclass(frozen=True)
+class PretrainXceptionConfig(TrainConfig):
+    """The regressor's pretraining schedule (its architecture is train_xception's)."""
+
+    epochs: int = 40
+    lr: float = 3e-4
+    scheduler: Literal["none", "cosine", "onecycle"] = "onecycle"
+
+    def validate(self, s: str) -> None:
+        super().validate(s)
+        _check(self.weights != PRETRAINED, f"{s}.weights", "null, imagenet or a local file", self.weights)
+
+
+@dataclass(frozen=True)
+class PretrainUnetConfig(PretrainXceptionConfig):
+    """The U-Net's pretraining schedule (its architecture is train_unet's)."""
+
+    epochs: int = 25
+    lr: float = 1e-3
+
+
 SECTIONS: dict[str, type] = {
     "base": BaseConfig,
     "data": DataConfig,
@@ -257,6 +304,9 @@ SECTIONS: dict[str, type] = {
     "chain": ChainConfig,
     "evaluate": EvaluateConfig,
     "report": ReportConfig,
+    "pretrain": PretrainConfig,
+    "pretrain_xception": PretrainXceptionConfig,
+    "pretrain_unet": PretrainUnetConfig,
 }
 
 
@@ -302,6 +352,6 @@ def as_dict(cfg: Any) -> dict[str, Any]:
     return {f.name: plain(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
 
 
-__all__ = ["LANDMARKS", "SECTIONS", "load_params", "parse_section", "as_dict", *[c.__name__ for c in SECTIONS.values()],
+__all__ = ["LANDMARKS", "PRETRAINED", "SECTIONS", "load_params", "parse_section", "as_dict", *[c.__name__ for c in SECTIONS.values()],
            "TrainConfig"]
 del field

@@ -118,6 +118,7 @@ class ReportInputs:
     fitted: dict  # models/fusion.json: the decoder and how it was fitted
     sigma_hm: np.ndarray  # (K,) the decoder's prior sigma
     chain_example: bool = False  # the evaluate stage drew a study the chain fixed (chain_example.png)
+    finetune: dict | None = None  # benchmarks/bench_finetune.py's finetune.json, when it has been run
 
 
 def render(r: ReportInputs, *, sweep: list[dict], models: list[dict], figures: Sequence[tuple[str, str]]) -> str:
@@ -130,7 +131,29 @@ def render(r: ReportInputs, *, sweep: list[dict], models: list[dict], figures: S
               "validation split, from the cached network outputs.", "",
               sweep_table(sweep, r.radius), "", "![Sigma sweep](figures/sigma_sweep.png)", ""]
     lines += _chain_section(r) + _models_section(models, r.radius) + _training_section(r.trains)
+    lines += finetune_section(r.finetune) if r.finetune else []
     return "\n".join(lines) + "\n"
+
+
+def finetune_section(f: dict) -> list[str]:
+    """Scratch against fine-tuned from the synthetic pretraining on a small target set: the test table beside the
+    learning curves (figures/finetune_curves.png)."""
+    st, key = f["settings"], f"{f['settings']['radius_mm']:g}mm"
+    header = ["start", "method", f"SDR {key}", "MRE (mm)", "studies identified", "level-shifted studies"]
+    rows = [[variant, m, pct(r["sdr"]), _fmt(r["mre_mm"], ".2f"), pct(r["study_identification"]), r["level_shifts"]]
+            for variant, v in f["variants"].items() for m, r in v["test"].items()]
+    train_rows = [[variant, net, f"{t['best_val_loss']:.5f} ({t['best_epoch']}/{t['epochs_run']})",
+                   f"{t['train_seconds']:.0f}"] for variant, v in f["variants"].items()
+                  for net, t in v["training"].items()]
+    tuned = "; ".join(f"{net}: " + ", ".join(f"{k} {v}" for k, v in s.items()) for net, s in st["finetune"].items())
+    return ["## Synthetic pretraining on a small target set", "",
+            f"`benchmarks/bench_finetune.py`: {st['train']} training, {st['val']} validation and {st['test']} test "
+            f"studies of the `{st['style']}` synthetic style (seed {st['seed']}), both networks trained from scratch "
+            f"and from the synthetic pretraining with the same test split ({tuned}).", "",
+            '<table><tr><td valign="top">', "", table(header, rows), "", table(
+                ["start", "network", "best val loss (epoch)", "train time (s)"], train_rows), "",
+            '</td><td valign="top">', "", "![Learning curves](figures/finetune_curves.png)", "", "</td></tr></table>",
+            ""]
 
 
 def _methods_section(r: ReportInputs) -> list[str]:

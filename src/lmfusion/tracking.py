@@ -25,6 +25,7 @@ log = logging.getLogger("lmfusion")
 
 EXPERIMENT = "lmfusion"
 PARENT_TAG = "mlflow.parentRunId"
+GROUP_TAG = "lmfusion.group"
 
 
 def enabled() -> bool:
@@ -217,6 +218,28 @@ def start_run(stage: str, params: dict[str, Any], tags: dict[str, Any] | None = 
 
             with contextlib.suppress(Exception):
                 mlflow.end_run(status=status)
+
+
+def group_run(name: str, stage: str) -> str | None:
+    """The id of the parent run named `name` (tag lmfusion.group), created on first use, so the runs of several
+    stages gather under it; None when tracking is off or MLflow fails (one warning)."""
+    if not enabled():
+        return None
+    try:
+        c = client()
+        exp_id = ensure_experiment()
+        found = c.search_runs([exp_id], f"tags.`{GROUP_TAG}` = '{name}'", max_results=1)
+        if found:
+            return found[0].info.run_id
+        tags = {GROUP_TAG: name, "dvc.stage": stage, "git.commit": git_commit(), "dvc.exp_name":
+                os.environ.get("DVC_EXP_NAME")}
+        run = c.create_run(exp_id, run_name=name, tags={k: v for k, v in tags.items() if v})
+        c.set_terminated(run.info.run_id)
+        return run.info.run_id
+    except Exception as e:
+        log.warning("MLflow: could not open the parent run %r (%s: %s)", name, type(e).__name__,
+                    str(e).splitlines()[0] if str(e) else "")
+        return None
 
 
 def set_parent(run_ids: list[str], parent_id: str) -> None:

@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import os
 import resource
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,14 +25,14 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from lmfusion import tracking
+from lmfusion import finetune, tracking
 from lmfusion.training import distributed
 from lmfusion import deps
-from lmfusion.config import TrainConfig, as_dict
+from lmfusion.config import PRETRAINED, TrainConfig, as_dict
 from lmfusion.data.prepared import Prepared
 from lmfusion.errors import DataError
-from lmfusion.io import write_json
-from lmfusion.models import build_heatmap_net, build_regressor, save_model
+from lmfusion.io import file_digest, write_json
+from lmfusion.models import IMAGENET, build_heatmap_net, build_regressor, save_model
 from lmfusion.drawing import write_png
 from lmfusion.training.loop import FitResult, fit, load_checkpoint
 
@@ -55,6 +56,8 @@ class TrainJob:
     preview: makes the augmentation preview (BGR), called on rank 0.
     script: the stage script; the package files it imports are hashed with it (lmfusion.deps), so a checkpoint
     written by other code is never resumed.
+    pretrained: the folder where `weights: synthetic` finds the pretraining's model; sets: pretrain.sets.
+    pretrain: the job is the synthetic pretraining; its runs gather under one MLflow parent per experiment.
     """
 
     stage: str
@@ -71,14 +74,20 @@ class TrainJob:
     input_size: int
     preview: Callable[[], np.ndarray]
     script: Path | None = None
+    pretrained: Path | None = None
+    sets: tuple[str, ...] = ()
+    pretrain: bool = False
 
 
 def stage_arguments(doc: str, inputs: Sequence[str]) -> tuple[argparse.Namespace, StageOutputs]:
-    """A training stage's command line: its input paths, the five outputs every training writes, --params."""
+    """A training stage's command line: its input paths, the five outputs every training writes, --params,
+    --pretrained (where `weights: synthetic` looks) and --pretrain (run as the synthetic pretraining)."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     for name in (*inputs, *(f.name for f in dataclasses.fields(StageOutputs))):
         ap.add_argument(name)
     ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--pretrained", type=Path, help="folder holding the synthetic pretraining's model")
+    ap.add_argument("--pretrain", action="store_true", help="train as the synthetic pretraining (lmfusion.pretraining)")
     args = ap.parse_args()
     return args, StageOutputs(*(Path(getattr(args, f.name)) for f in dataclasses.fields(StageOutputs)))
 
@@ -124,27 +133,41 @@ def build(kind: str, builder: dict[str, Any], weights: str | None) -> nn.Module:
         **builder, weights=weights)
 
 
+def _initial(job: TrainJob) -> tuple[nn.Module, dict[str, Any] | None, dict[str, Any]]:
+    """The network as training starts (seeded), what a pretrained start loaded (None otherwise), and the params to
+    hash: a weights file's bytes count, so a checkpoint started from other weights is never resumed."""
+    key = f"{job.stage}.weights"
+    weights = finetune.resolve_weights(job.cfg.weights, key, job.pretrained, job.sets)
+    is_file = weights not in (None, IMAGENET)
+    saved = finetune.read_saved(weights) if is_file else None
+    torch.manual_seed(job.seed)  # the same initial weights on every rank and every run
+    model = build(job.kind, job.builder, None if saved else weights)
+    init = finetune.load_pretrained(model, saved, weights, key=key, kind=job.kind, builder=job.builder,
+                                    names=job.names, input_size=job.input_size) if saved else None
+    return model, init, {**job.params, **({"init.digest": file_digest(weights)} if is_file else {})}
+
+
 def run_training(job: TrainJob, outputs: StageOutputs) -> dict[str, Any] | None:
     """Train one network and write the stage's outputs; returns the metrics on rank 0 (None on other ranks)."""
     ctx = distributed.setup()
     try:
-        digest = config_hash(job.params, job.data_arrays, job.script)
+        model, init, hashed = _initial(job)
+        digest = config_hash(hashed, job.data_arrays, job.script)
         # every rank reads it (one machine or a shared filesystem) to restore its optimizer and RNG positions
         resume = load_checkpoint(outputs.checkpoint, digest)
-        torch.manual_seed(job.seed)  # the same initial weights on every rank and every run
-        model = build(job.kind, job.builder, job.cfg.weights)
         n_params = sum(p.numel() for p in model.parameters())
         if ctx.is_main:
             write_png(outputs.augment_png, job.preview())
         run = (tracking.start_run(job.stage, {**job.params, "input_size": job.input_size,
                                               "world_size": ctx.world_size},
-                                  tags={"model.kind": job.kind},
+                                  tags=_run_tags(job, init),
                                   resume_run_id=resume.get("mlflow_run_id") if resume else None)
                if ctx.is_main else contextlib.nullcontext(tracking.Tracker(None)))
         with run as tracker:
             result = fit(model, job.loss_fn, job.train_set, job.val_set, job.cfg, job.seed,
                          checkpoint=outputs.checkpoint, config_hash=digest, tracker=tracker,
-                         loss_csv=outputs.loss_csv, resume=resume, ctx=ctx, desc=job.stage)
+                         loss_csv=outputs.loss_csv, resume=resume, ctx=ctx, desc=job.stage,
+                         hold=finetune.held_part(model))
             in_sync = distributed.replicas_in_sync(model, ctx)
             if not ctx.is_main:
                 return None
@@ -152,7 +175,7 @@ def run_training(job: TrainJob, outputs: StageOutputs) -> dict[str, Any] | None:
             model.load_state_dict(result.best_state)
             meta = {"kind": job.kind, "builder": dict(job.builder), "names": list(job.names),
                     "input_size": int(job.input_size), "stage": job.stage, "best_epoch": result.best_epoch,
-                    "mlflow_run_id": tracker.run_id}
+                    "mlflow_run_id": tracker.run_id, **({"init": init} if init else {})}
             save_model(outputs.model_dir / "model.pt", model, meta)
             metrics = _metrics(result, n_params, in_sync, ctx)
             write_json(outputs.metrics_json, metrics)
@@ -163,6 +186,18 @@ def run_training(job: TrainJob, outputs: StageOutputs) -> dict[str, Any] | None:
         return metrics
     finally:
         distributed.cleanup(ctx)
+
+
+def _run_tags(job: TrainJob, init: dict[str, Any] | None) -> dict[str, Any]:
+    """The model kind; a pretrained start's file and MLflow run; for the pretraining, its parent run
+    `pretrain synthetic <DVC experiment or git commit>`."""
+    tags: dict[str, Any] = {"model.kind": job.kind}
+    if init:
+        tags.update({"lmfusion.init": init["path"], "lmfusion.pretrained_run": init["mlflow_run_id"]})
+    if job.pretrain:
+        where = os.environ.get("DVC_EXP_NAME") or (tracking.git_commit() or "workspace")[:8]
+        tags[tracking.PARENT_TAG] = tracking.group_run(f"pretrain {PRETRAINED} {where}", "pretrain")
+    return tags
 
 
 def _metrics(result: FitResult, n_params: int, in_sync: bool, ctx: distributed.Context) -> dict[str, Any]:

@@ -210,7 +210,7 @@ def _train_epoch(model: nn.Module, loss_fn: Callable, loader: DataLoader, optimi
 def fit(model: nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], train_set: Dataset,
         val_set: Dataset, cfg: TrainConfig, seed: int, *, checkpoint: str | os.PathLike, config_hash: str,
         tracker: Tracker | None = None, loss_csv: str | os.PathLike | None = None, resume: dict | None = None,
-        ctx: distributed.Context | None = None, desc: str = "train") -> FitResult:
+        ctx: distributed.Context | None = None, desc: str = "train", hold: nn.Module | None = None) -> FitResult:
     """Train `model` (already initialized and seeded) and return the best weights by validation loss.
 
     Args:
@@ -219,14 +219,18 @@ def fit(model: nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.
         checkpoint: the resumable state, written atomically (by rank 0) after every epoch.
         config_hash: identifies params, data and code; stored in the checkpoint.
         resume: a state from `load_checkpoint` to continue from.
+        hold: the part of `model` (a pretrained backbone) that gets no updates in the first cfg.freeze_epochs.
     """
     ctx = ctx or distributed.setup()
     tracker = tracker or Tracker(None)
     inner = model.to(ctx.device)
     state = _FitState.start(inner, resume)
-    if ctx.distributed:
-        model = DistributedDataParallel(inner, device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None)
-    optimizer = make_optimizer(inner, cfg)
+    model = _wrap(inner, ctx)
+    optimizer = make_optimizer(inner, cfg)  # before any freezing: it holds the held parameters too
+    held = [p for p in hold.parameters() if p.requires_grad] if hold is not None and cfg.freeze_epochs else []
+    if held and ctx.is_main:
+        log.info("%s: the backbone / encoder (%d tensors) held still for the first %d epochs", desc, len(held),
+                 cfg.freeze_epochs)
     train_loader, sampler, val_loader = _loaders(train_set, val_set, cfg, seed, ctx)
     scheduler = make_scheduler(optimizer, cfg, len(train_loader))
     if resume is not None:
@@ -239,6 +243,8 @@ def fit(model: nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.
         torch.manual_seed(epoch_seed(seed, epoch, ctx.rank))  # dropout and loader seeds, resumable per epoch
         sampler.set_epoch(epoch)
         train_set.set_epoch(epoch)
+        if _hold_still(held, epoch < cfg.freeze_epochs):
+            model = _wrap(inner, ctx)  # DistributedDataParallel registers the trainable parameters when built
         loss_sum, n_train, fallbacks, lr = _train_epoch(model, loss_fn, train_loader, optimizer, scheduler, ctx,
                                                         f"{desc} {epoch + 1}/{cfg.epochs}")
         train_time = time.perf_counter() - t0
@@ -264,6 +270,21 @@ def fit(model: nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.
             distributed.barrier(ctx)
             raise SystemExit(f"stopped after epoch {epoch + 1} ({STOP_ENV}); rerun to resume from {checkpoint}")
     return state.result()
+
+
+def _wrap(inner: nn.Module, ctx: distributed.Context) -> nn.Module:
+    if not ctx.distributed:
+        return inner
+    return DistributedDataParallel(inner, device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None)
+
+
+def _hold_still(params: list[nn.Parameter], frozen: bool) -> bool:
+    """Freeze or thaw `params` (no gradient: Adam skips them, backward is cheaper); returns whether that changed."""
+    if not params or params[0].requires_grad != frozen:
+        return False
+    for p in params:
+        p.requires_grad_(not frozen)
+    return True
 
 
 @torch.no_grad()

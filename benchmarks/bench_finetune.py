@@ -1,0 +1,143 @@
+"""Fine-tuned from the synthetic pretraining against trained from scratch, on a small target set in another synthetic
+style (STIR-like contrast, steep lumbosacral junctions), with one test split for both.
+
+    python benchmarks/bench_finetune.py [--params params.yaml] [--pretrained models/pretrained] [--train 40]
+        [--val 10] [--test 40] [--seed 7] [--style target] [--work build/bench_finetune] [--out benchmarks/finetune]
+
+Needs the pretraining's models (pretrain.sets: [synthetic], then dvc repro). Generates train + val + test studies
+with `lmfusion synth --style STYLE`, prepares them once with params.yaml's prepare section, and trains both networks
+twice with params.yaml's train_* sections: from scratch (weights null, nothing held still) and from the pretrained
+models (everything else as params.yaml says: epochs, lr, warmup_epochs, freeze_epochs). The pipeline's own stage
+scripts do the work, so each variant is decoded and evaluated exactly as `dvc repro` would. Writes OUT/finetune.json
+(per variant: the test figures of each decode method and the training figures of each network) and
+OUT/finetune_curves.png (loss per epoch, scratch beside fine-tuned, a panel per network); the report stage shows
+both. MLflow tracking is off for these runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from lmfusion import charts
+from lmfusion.config import LANDMARKS, PRETRAINED, load_params
+from lmfusion.data import synth
+from lmfusion.errors import DataError
+from lmfusion.io import write_json
+from lmfusion.metrics import radius_key
+from lmfusion.stage import stage_main
+
+REPO = Path(__file__).resolve().parents[1]
+NETWORKS = {"xception": "train_xception", "unet": "train_unet"}
+METHODS = ("direct", "argmax", "fused", "chain")
+VARIANTS = ("scratch", "pretrained")
+
+
+def _stage(script: str, *args: object, params: Path, cwd: Path) -> None:
+    """Run one of the pipeline's stage scripts; a failure stops the benchmark with its last line."""
+    cmd = [sys.executable, str(REPO / "stages" / f"{script}.py"), *map(str, args), "--params", str(params)]
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env={**os.environ, "LMFUSION_TRACKING": "0"})
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise DataError(f"stages/{script}.py failed in {cwd}: {last}")
+    print(f"  {script} {' '.join(map(str, args[-1:]))}", file=sys.stderr)
+
+
+def _params(raw: dict, variant: str, pretrained: dict[str, Path], args: argparse.Namespace, path: Path) -> Path:
+    """params.yaml for one variant: the target set's data and splits; the networks' start."""
+    p = {**raw, "base": {**raw.get("base", {}), "landmarks": list(LANDMARKS)},
+         "data": {"format": "tianchi", "path": "data", "on_invalid": "error"},
+         "prepare": {**raw.get("prepare", {}), "val_size": args.val, "test_size": args.test}}
+    for net, section in NETWORKS.items():
+        start = {"weights": str(pretrained[net])} if variant == "pretrained" else {"weights": None, "freeze_epochs": 0}
+        p[section] = {**raw.get(section, {}), **start}
+    path.write_text(yaml.safe_dump(p, sort_keys=False))
+    return path
+
+
+def _train_and_evaluate(variant: str, params: Path, work: Path) -> None:
+    out = work / variant
+    common = ("checkpoint.pt", "metrics.json", "loss.csv", "augment.png")
+    _stage("train_xception", "prepared", out / "xception", *(out / f"xception_{f}" for f in common), params=params,
+           cwd=work)
+    _stage("train_unet", "prepared", "heatmaps", out / "unet", *(out / f"unet_{f}" for f in common), params=params,
+           cwd=work)
+    _stage("infer", "prepared", out / "xception", out / "unet", out / "outputs", params=params, cwd=work)
+    _stage("evaluate", "prepared", out / "outputs", out / "fusion.json", out / "evaluate.json", out / "plots",
+           out / "runs.json", params=params, cwd=work)
+
+
+def _results(work: Path, radius: float) -> dict:
+    """Test figures per variant and method, training figures and loss curves per network."""
+    key, variants, curves = radius_key(radius), {}, {}
+    for variant in VARIANTS:
+        out = work / variant
+        test = json.loads((out / "evaluate.json").read_text())["test"]
+        training = {}
+        for net in NETWORKS:
+            m = json.loads((out / f"{net}_metrics.json").read_text())
+            training[net] = {k: m[k] for k in ("best_val_loss", "best_epoch", "epochs_run", "train_seconds")}
+            table = pd.read_csv(out / f"{net}_loss.csv")
+            curves.setdefault(net, {})[variant] = {c: table[c].tolist() for c in ("epoch", "train_loss", "val_loss")}
+        variants[variant] = {"test": {m: {"sdr": test[m]["sdr"][key], "mre_mm": test[m]["mre_mm"],
+                                          "study_identification": test[m]["study_identification"],
+                                          "level_shifts": test[m]["level_shifts"]} for m in METHODS},
+                             "training": training}
+    return {"variants": variants, "curves": curves}
+
+
+@stage_main
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--pretrained", default="models/pretrained", help="folder of the pretraining's models")
+    ap.add_argument("--train", type=int, default=40, help="training studies of the target set")
+    ap.add_argument("--val", type=int, default=10)
+    ap.add_argument("--test", type=int, default=40)
+    ap.add_argument("--seed", type=int, default=7, help="generator seed of the target set")
+    ap.add_argument("--style", default="target", help="lmfusion synth --style of the target set")
+    ap.add_argument("--work", default="build/bench_finetune", help="scratch folder (replaced)")
+    ap.add_argument("--out", default="benchmarks/finetune")
+    args = ap.parse_args()
+    pretrained = {net: Path(args.pretrained).resolve() / net / PRETRAINED / "model.pt" for net in NETWORKS}
+    for path in pretrained.values():
+        if not path.is_file():
+            raise DataError(f"{path}: missing; pretrain first (pretrain.sets: [{PRETRAINED}], dvc repro)")
+    raw = yaml.safe_load(Path(args.params).read_text()) or {}
+    radius = load_params(args.params, ("evaluate",))["evaluate"].target_radius
+    work = Path(args.work).resolve()  # the stages run inside it
+    shutil.rmtree(work, ignore_errors=True)
+    n = args.train + args.val + args.test
+    print(f"{n} {args.style} studies (seed {args.seed}) in {work}", file=sys.stderr)
+    synth.write_dataset(work / "data", n=n, seed=args.seed, names=LANDMARKS, style=args.style)
+    first = _params(raw, "scratch", pretrained, args, work / "scratch.yaml")
+    _stage("prepare", "data", "prepared", "prepare.json", "montage.png", params=first, cwd=work)
+    _stage("heatmaps", "prepared", "heatmaps", "heatmaps.png", params=first, cwd=work)
+    for variant in VARIANTS:
+        _train_and_evaluate(variant, _params(raw, variant, pretrained, args, work / f"{variant}.yaml"), work)
+    results = _results(work, radius)
+    settings = {"style": args.style, "seed": args.seed, "train": args.train, "val": args.val, "test": args.test,
+                "radius_mm": radius, "pretrained": {net: str(p) for net, p in pretrained.items()},
+                "finetune": {net: {k: raw.get(s, {}).get(k) for k in ("epochs", "lr", "warmup_epochs",
+                                                                      "freeze_epochs")} for net, s in NETWORKS.items()}}
+    out = Path(args.out)
+    write_json(out / "finetune.json", {"settings": settings, "variants": results["variants"]})
+    charts.learning_curves_png(out / "finetune_curves.png", {f"{net} ({args.style} set)": c
+                                                             for net, c in results["curves"].items()})
+    key = radius_key(radius)
+    for variant, r in results["variants"].items():
+        print(f"{variant:>10}: " + ", ".join(f"{m} {100 * r['test'][m]['sdr']:.1f}% within {key}"
+                                             for m in METHODS))
+    print(f"wrote {out / 'finetune.json'} and {out / 'finetune_curves.png'}")
+
+
+if __name__ == "__main__":
+    main()
