@@ -1,15 +1,17 @@
 """Stage report: the ablation report in Markdown (tables and figures), also logged to MLflow.
 
     python stages/report.py PREPARED_DIR OUTPUTS_DIR FUSION_JSON EVAL_PLOTS_DIR RUN_JSON METRICS_DIR OUT_DIR
-        [--params params.yaml] [--finetune DIR]
+        [--params params.yaml] [--finetune DIR] [--experiments CSV]
 
 With --finetune, the report also shows DIR/finetune.json and DIR/finetune_curves.png when they exist
-(benchmarks/bench_finetune.py: scratch against fine-tuned on a small target set).
+(benchmarks/bench_finetune.py: scratch against fine-tuned on a small target set); with --experiments, the table of
+experiments/level_identification.py's CSV when it exists.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -31,6 +33,14 @@ def _read_json(path: Path) -> dict:
         raise DataError(f"{path}: missing or unreadable ({e}); run the earlier stages (dvc repro)") from None
 
 
+def _read_csv(path: Path) -> list[dict]:
+    try:
+        with open(path, newline="") as f:
+            return list(csv.DictReader(f))
+    except (OSError, csv.Error) as e:
+        raise DataError(f"{path}: unreadable ({e})") from None
+
+
 @stage_main
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -38,6 +48,7 @@ def main() -> None:
         ap.add_argument(name)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--finetune", type=Path, help="folder of benchmarks/bench_finetune.py's results")
+    ap.add_argument("--experiments", type=Path, help="experiments/level_identification.py's CSV")
     args = ap.parse_args()
     p = load_params(args.params, ("base", "fusion", "evaluate", "report"))
     names, fcfg, ecfg, rcfg = tuple(p["base"].landmarks), p["fusion"], p["evaluate"], p["report"]
@@ -49,7 +60,8 @@ def main() -> None:
         fitted=_read_json(Path(args.fusion_json)), sigma_hm=LandmarkDecoder.load(args.fusion_json).sigma_hm,
         chain_example=(Path(args.eval_plots) / "chain_example.png").exists(),
         finetune=_read_json(args.finetune / "finetune.json") if args.finetune and (
-            args.finetune / "finetune.json").exists() else None)
+            args.finetune / "finetune.json").exists() else None,
+        experiments=_read_csv(args.experiments) if args.experiments and args.experiments.exists() else None)
     data = load_prepared(args.prepared, names)
     val, test = load_split(args.outputs, "val", data), load_split(args.outputs, "test", data)
     auto = inputs.sigma_hm if fcfg.sigma == "auto" else None

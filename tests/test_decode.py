@@ -103,3 +103,19 @@ def test_dvc_plots_name_the_decoders_methods() -> None:
     plots = yaml.safe_load((REPO / "dvc.yaml").read_text())["plots"]
     sdr = next(p for p in plots if isinstance(p, dict) and "SDR against radius (test)" in p)
     assert tuple(sdr["SDR against radius (test)"]["y"]["plots/evaluate/sdr.csv"]) == METHODS
+
+
+def test_shifted_studies_lists_the_method_s_own_first() -> None:
+    from types import SimpleNamespace
+
+    from lmfusion.evaluation_figures import SHOWN, shifted_studies
+
+    truth = np.stack([np.stack([np.full(7, 50.0), 10.0 + 10.0 * np.arange(7)], 1)] * 3)  # (3, 7, 2), 10 px apart
+    xy = {m: truth.copy() for m in SHOWN}
+    xy["chain"][1] += [0.0, 20.0]  # study 1: the chain two landmarks (a level) too low
+    xy["fused"][2] -= [0.0, 20.0]  # study 2: fused a level too high
+    split = SimpleNamespace(truth=truth, spacing=np.ones((3, 2)))
+    assert shifted_studies(SimpleNamespace(xy=xy), split, "chain").tolist() == [1, 2]
+    assert shifted_studies(SimpleNamespace(xy=xy), split, "fused").tolist() == [2, 1]
+    clean = SimpleNamespace(xy={m: truth for m in SHOWN})
+    assert shifted_studies(clean, split, "chain").size == 0

@@ -32,12 +32,13 @@ def test_repro_writes_metrics_plots_and_report(tiny_pipeline):
     assert ev["best_method"] in METHODS
     studies = pd.read_csv(root / "plots" / "evaluate" / "studies.csv")
     assert len(studies) == 6 and {"margin", "level_uncertain", "chain_max_mm", "fused_level_shift"} <= set(studies)
-    for name in ("sdr.csv", "per_landmark_mre.csv", "overlays.png", "worst_cases.png", "fusion_example.png",
-                 "sdr_curve.png", "per_landmark_mre.png"):
+    for name in ("sdr.csv", "per_landmark_mre.csv", "overlays.png", "worst_cases.png", "shifted_studies.png",
+                 "fusion_example.png", "sdr_curve.png", "per_landmark_mre.png"):
         assert (root / "plots" / "evaluate" / name).stat().st_size > 0, name
     report = (root / "reports" / "ablation.md").read_text()
     assert "| fused (the paper) |" in report and "Sigma sweep" in report
     assert "| chain (joint decode of the 11) |" in report and "## The chain decode" in report
+    assert "## Level identification experiments" in report and "| sacrum |" in report  # experiments/*.csv
     assert (root / "reports" / "figures" / "sigma_sweep.png").exists()
     fitted = json.loads((root / "models" / "fusion.json").read_text())
     assert len(fitted["sigma_hm"]) == 11 and fitted["fit"]["mode"] == "auto"

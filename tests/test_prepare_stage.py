@@ -9,6 +9,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -131,3 +132,24 @@ def test_no_valid_study_is_an_error(tmp_path: Path) -> None:
     assert proc.stderr.strip().splitlines()[-1].endswith(
         f"no valid study (1 skipped; e.g. {SPLIT}/study0: landmark L3 missing)")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "params.yaml"]
+
+
+def test_montage_shows_the_hard_fields_of_view_first() -> None:
+    sys.path.insert(0, str(REPO / "stages"))
+    try:
+        from prepare import MONTAGE_COUNT, montage_picks
+    finally:
+        sys.path.remove(str(REPO / "stages"))
+    names = ("A", "B")
+    # study 2: spine in the top tenth (small, high); 3: lowest; 4: largest matrix; 5: non-square
+    ys = [(0.3, 0.7), (0.35, 0.75), (0.05, 0.1), (0.5, 0.98), (0.2, 0.8), (0.25, 0.75)] + [(0.3, 0.7)] * 20
+    index = pd.DataFrame({"A_x": 10.0, "B_x": 10.0, "A_y": [100 * a for a, _ in ys], "B_y": [100 * b for _, b in ys],
+                          "width": [100] * 4 + [200, 80] + [100] * 20, "height": [100] * 4 + [200, 100] + [100] * 20})
+    turn = np.zeros(len(index))
+    turn[7], turn[9] = 60.0, 45.0
+    picks = montage_picks(index, names, turn)
+    assert len(picks) == MONTAGE_COUNT and len({i for i, _ in picks}) == MONTAGE_COUNT
+    assert picks[:6] == [(7, "steep junction 60 deg"), (9, "steep junction 45 deg"), (2, "small spine"),
+                         (3, "lowest"), (4, "largest matrix"), (5, "non-square")]
+    assert picks[6] == (0, "")  # then the first studies
+    assert [i for i, _ in montage_picks(index, names, None)][:2] == [2, 3]  # no turn without L1..L5-S1

@@ -15,6 +15,14 @@ from lmfusion.stage import stage_main
 def _synth(args: argparse.Namespace) -> int:
     from lmfusion.data import synth
 
+    if args.gallery:
+        from lmfusion.drawing import write_png
+
+        write_png(args.gallery, synth.hard_case_gallery(args.seed, args.n, LANDMARKS))
+        print(f"wrote one study per hard case of seed {args.seed} to {args.gallery}")
+        return 0
+    if not args.out:
+        raise LmfusionError("lmfusion synth: give --out FOLDER (a dataset) or --gallery PNG")
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
         raise LmfusionError(f"{out}: exists and is not empty; remove it or choose another --out "
@@ -60,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("synth", help="write the synthetic spine MRI dataset (challenge or RSNA 2024 layout)")
-    p.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
+    p.add_argument("--out", help="output folder (must not exist or be empty)")
     p.add_argument("--format", choices=("tianchi", "rsna2024"), default="tianchi",
                    help="dataset layout: tianchi (the challenge's, 11 landmarks; default) or rsna2024 (five discs)")
     p.add_argument("--n", type=int, default=200, help="number of studies (default 200: 150 + 50, like the paper)")
@@ -69,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default (as varied as real series) or target (all STIR-like, steep junctions: a small "
                         "set in another style, for measuring fine-tuning)")
     p.add_argument("--montage", help="also write a PNG montage of 16 studies with their landmarks")
+    p.add_argument("--gallery", help="instead of a dataset, a PNG with one study per hard case (the first of the n "
+                                     "studies of --seed showing it: steep junction, transitional vertebra, ...)")
     p.set_defaults(func=_synth)
 
     p = sub.add_parser("predict", help="landmarks for new images or studies with the trained pipeline")

@@ -15,7 +15,7 @@ from lmfusion import charts, fusion
 from lmfusion.config import EvaluateConfig
 from lmfusion.coords import rescale
 from lmfusion.data.prepared import Prepared
-from lmfusion.metrics import radial_errors, wrong_level_studies
+from lmfusion.metrics import level_shift, radial_errors, wrong_level_studies
 from lmfusion.drawing import COLORS, draw_points, montage, to_bgr, write_png
 
 if TYPE_CHECKING:
@@ -50,11 +50,14 @@ def _legend(width: int) -> np.ndarray:
 
 
 def _studies_png(path: Path, data: Prepared, split: SplitOutputs, decoded: Decoded, order: np.ndarray,
-                 errors: np.ndarray, method: str) -> None:
+                 errors: np.ndarray, method: str, shifts: dict[str, np.ndarray] | None = None) -> None:
+    """Overlays of the studies `order`; with `shifts` ((N,) per method) the caption names each shifted method."""
     tiles = []
     for i in order:
         row = split.rows[i]
         caption = f"{data.index['study'].iloc[row]}  {method} max {errors[i].max():.1f} mm"
+        if shifts:
+            caption += "".join(f", {m} {'up' if s[i] < 0 else 'down'}" for m, s in shifts.items() if s[i])
         tiles.append(_overlay(data.unet[row], split.sizes[i], split.truth[i], {m: decoded.xy[m][i] for m in SHOWN},
                               caption))
     if not tiles:
@@ -82,6 +85,17 @@ def _fusion_example(path: Path, data: Prepared, split: SplitOutputs, decoded: De
                             title=f"{data.index['study'].iloc[split.rows[i]]}, {names[k]}, sigma {sig:.2f} px")
 
 
+def shifted_studies(decoded: Decoded, split: SplitOutputs, method: str, limit: int = 8) -> np.ndarray:
+    """Up to `limit` studies whose whole chain sits a level off: those of `method` first, then those of the other
+    shown methods; empty when no method shifts any study."""
+    order = [method] + [m for m in SHOWN if m != method]
+    found: list[int] = []
+    for m in order:
+        found += [int(i) for i in np.flatnonzero(level_shift(decoded.xy[m], split.truth, split.spacing))
+                  if i not in found]
+    return np.array(found[:limit], np.int64)
+
+
 def chain_fixes(decoded: Decoded, split: SplitOutputs) -> np.ndarray:
     """Indices of the studies where fused put a landmark on a neighbour's level and the chain put none."""
     fused = wrong_level_studies(decoded.xy["fused"], split.truth, split.spacing)
@@ -98,6 +112,9 @@ def evaluation_figures(out: Path, *, data: Prepared, split: SplitOutputs, decode
     _studies_png(out / "overlays.png", data, split, decoded, np.arange(min(cfg.n_overlays, n)), errors, worst_by)
     worst = np.argsort(-errors.max(axis=1), kind="stable")[: min(cfg.n_worst, n)]
     _studies_png(out / "worst_cases.png", data, split, decoded, worst, errors, worst_by)
+    shifted = shifted_studies(decoded, split, worst_by)
+    _studies_png(out / "shifted_studies.png", data, split, decoded, shifted if len(shifted) else worst, errors,
+                 worst_by, shifts={m: level_shift(decoded.xy[m], split.truth, split.spacing) for m in SHOWN})
     if n:
         _fusion_example(out / "fusion_example.png", data, split, decoded, sigma_hm, names)
     fixed = chain_fixes(decoded, split)

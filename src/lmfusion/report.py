@@ -19,6 +19,8 @@ FIGURES = (
     ("per_landmark_mre.png", "Mean radial error per landmark and method (mm)."),
     ("overlays.png", "Test studies: ground truth (dots) and each method's prediction (crosses)."),
     ("worst_cases.png", "The test studies with the largest error of the method best on the validation split."),
+    ("shifted_studies.png", "Test studies whose whole chain sits a level off (the caption names each method shifted "
+                            "and which way); the worst studies when no method shifts any."),
     ("fusion_example.png", "Fusion of one landmark: the regressor's Gaussian prior, the U-Net heatmap and their "
                            "product (its argmax is the fused answer)."),
 )
@@ -119,6 +121,7 @@ class ReportInputs:
     sigma_hm: np.ndarray  # (K,) the decoder's prior sigma
     chain_example: bool = False  # the evaluate stage drew a study the chain fixed (chain_example.png)
     finetune: dict | None = None  # benchmarks/bench_finetune.py's finetune.json, when it has been run
+    experiments: list[dict] | None = None  # experiments/level_identification.csv's rows, when collected
 
 
 def render(r: ReportInputs, *, sweep: list[dict], models: list[dict], figures: Sequence[tuple[str, str]]) -> str:
@@ -131,8 +134,24 @@ def render(r: ReportInputs, *, sweep: list[dict], models: list[dict], figures: S
               "validation split, from the cached network outputs.", "",
               sweep_table(sweep, r.radius), "", "![Sigma sweep](figures/sigma_sweep.png)", ""]
     lines += _chain_section(r) + _models_section(models, r.radius) + _training_section(r.trains)
+    lines += experiments_section(r.experiments, r.radius) if r.experiments else []
     lines += finetune_section(r.finetune) if r.finetune else []
     return "\n".join(lines) + "\n"
+
+
+def experiments_section(rows: list[dict], radius: float) -> list[str]:
+    """What each training change bought in naming the levels: experiments/level_identification.py's rows."""
+    header = ["experiment", "change", "best method on val", "val: studies identified", f"val: SDR {radius:g} mm",
+              "test: studies identified", f"test: SDR {radius:g} mm", "test: level-shifted studies",
+              "training (min, both networks)"]
+    body = [[r["experiment"], r["change"], r["best_method"], pct(float(r["val_study_identification"])),
+             pct(float(r["val_sdr"])), pct(float(r["test_study_identification"])), pct(float(r["test_sdr"])),
+             r["test_level_shifts"], r["train_minutes"]] for r in rows]
+    return ["## Level identification experiments", "",
+            "Each row is the pipeline with a few `-S` overrides (`python experiments/level_identification.py queue`, "
+            "`dvc queue start`, then `collect`); a study is identified when all its landmarks lie within "
+            f"{radius:g} mm. The training time is that of this machine's run of each network.", "",
+            table(header, body), ""]
 
 
 def finetune_section(f: dict) -> list[str]:

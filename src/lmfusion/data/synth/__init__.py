@@ -10,7 +10,8 @@
 
 from __future__ import annotations
 
-from lmfusion.data.synth.challenge import SPLITS, montage_image, write_dataset
+from lmfusion.data.synth.challenge import SPLITS, hard_case_gallery, montage_image, write_dataset
 from lmfusion.data.synth.study import SynthImage, SynthStudy, generate_study
 
-__all__ = ["SPLITS", "SynthImage", "SynthStudy", "generate_study", "montage_image", "write_dataset"]
+__all__ = ["SPLITS", "SynthImage", "SynthStudy", "generate_study", "hard_case_gallery", "montage_image",
+           "write_dataset"]

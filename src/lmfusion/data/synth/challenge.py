@@ -128,3 +128,26 @@ def montage_image(out: Path, count: int = 16, names: tuple[str, ...] = config.LA
         raise DataError(f"{out}: no annotated studies found (expected {SPLITS[0][0]}_annotation.json)")
     cols = int(np.ceil(np.sqrt(len(tiles))))
     return montage(tiles, cols=cols, tile=320, captions=captions)
+
+
+def hard_case_gallery(seed: int, n: int, names: tuple[str, ...] = config.LANDMARKS, tile: int = 320) -> np.ndarray:
+    """A BGR grid with one study per hard case (study.HARD_CASES) among studies 0..n-1 of `seed` (with the dataset's
+    seed: studies of the dataset), each study shown once, its annotated slice with the landmarks. The rarest cases
+    choose first; a study whose sacrum is cut off is the last choice for the other cases (the junction is hidden)."""
+    shows = {i: generate_study(np.random.default_rng([seed, i]), names).cases for i in range(n)}
+    chosen: dict[str, int] = {}
+    for case in sorted(HARD_CASES, key=lambda c: sum(c in v for v in shows.values())):
+        free = [i for i, v in shows.items() if case in v and i not in chosen.values()]
+        free.sort(key=lambda i: case != "sacrum cut" and "sacrum cut" in shows[i])
+        if free:
+            chosen[case] = free[0]
+    if not chosen:
+        raise DataError(f"synth: no hard case among the first {n} studies of seed {seed}")
+    colors = landmark_colors(names)
+    tiles, captions = [], []
+    for case in [c for c in HARD_CASES if c in chosen]:
+        study = generate_study(np.random.default_rng([seed, chosen[case]]), names)
+        h, w = study.image.shape
+        tiles.append(draw_points(to_bgr(study.image), study.landmarks, colors))
+        captions.append(f"{case}: study{chosen[case]} {w}x{h}")
+    return montage(tiles, cols=min(5, len(tiles)), tile=tile, captions=captions)
