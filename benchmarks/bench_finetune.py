@@ -125,7 +125,8 @@ def main() -> None:
         _train_and_evaluate(variant, _params(raw, variant, pretrained, args, work / f"{variant}.yaml"), work)
     results = _results(work, radius)
     settings = {"style": args.style, "seed": args.seed, "train": args.train, "val": args.val, "test": args.test,
-                "radius_mm": radius, "pretrained": {net: str(p) for net, p in pretrained.items()},
+                "radius_mm": radius, "pretrained": {net: str(Path(args.pretrained) / net / PRETRAINED / "model.pt")
+                                                          for net in NETWORKS},
                 "finetune": {net: {k: raw.get(s, {}).get(k) for k in ("epochs", "lr", "warmup_epochs",
                                                                       "freeze_epochs")} for net, s in NETWORKS.items()}}
     out = Path(args.out)

@@ -32,7 +32,6 @@ EXPERIMENTS = (  # name, the change, overrides
      {f"{U}.sacrum_channel": "true", f"{U}.coord_channels": "false"}),
     ("coord", "+ CoordConv input channels", {f"{U}.sacrum_channel": "false", f"{U}.coord_channels": "true"}),
     ("sacrum-coord", "+ both", {f"{U}.sacrum_channel": "true", f"{U}.coord_channels": "true"}),
-    ("reg25", "regressor 25 epochs instead of 40", {f"{X}.epochs": "25"}),
     ("reg25-unet35", "regressor 25 epochs, U-Net 35 instead of 25", {f"{X}.epochs": "25", f"{U}.epochs": "35"}),
 )
 FIELDS = ("experiment", "change", "best_method", "val_study_identification", "val_sdr", "test_study_identification",

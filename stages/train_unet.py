@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from lmfusion import pretraining
-from lmfusion.anatomy import SACRUM_FROM, sacrum_anchor
+from lmfusion.anatomy import sacrum_anchor
 from lmfusion.data.augment import preview_image
 from lmfusion.data.datasets import HeatmapDataset
 from lmfusion.data.prepared import load_prepared
@@ -75,8 +75,8 @@ def main() -> None:
     if cfg.sacrum_channel:  # one more map to learn: the S1 body under the last disc, where the count starts
         anchor = sacrum_anchor(xy, names)
         if anchor is None:
-            raise ParamError(f"param {STAGE}.sacrum_channel: needs the landmarks {', '.join(SACRUM_FROM)} in "
-                             f"base.landmarks")
+            raise ParamError(f"param {STAGE}.sacrum_channel: needs at least 3 landmarks in base.landmarks "
+                             f"(set it false)")
         xy, extra = np.concatenate([xy, anchor[:, None]], 1), 1  # (N, K + 1, 2)
     val_targets = _with_anchor(targets, val_idx, xy, len(names), sigma)  # (N_val, K', S, S); training renders its own
 

@@ -35,3 +35,6 @@ def test_sacrum_anchor_continues_the_spine_round_its_turn():
     bent = np.array([[[0.0, 0.0], [0.0, 10.0], [10.0, 10.0]]])
     np.testing.assert_allclose(sacrum_anchor(bent, names), [[10.0, 0.0]], atol=1e-9)
     assert sacrum_anchor(straight[:, :2], names[:2]) is None
+    # only the last three landmarks count: a longer chain gives the same point
+    longer = np.concatenate([[[[10.0, -10.0]]], straight], 1)
+    np.testing.assert_allclose(sacrum_anchor(longer, ("L4", *names)), [[10.0, 30.0]])

@@ -12,17 +12,16 @@ import numpy as np
 TURN_POINTS = ("L1", "L3", "L5", "L5-S1")  # body centres, and the lumbosacral disc centre
 
 
-SACRUM_FROM = ("L4-L5", "L5", "L5-S1")
-
-
 def sacrum_anchor(xy: np.ndarray, names: Sequence[str]) -> np.ndarray | None:
-    """(N, 2) an S1 body point extrapolated from the annotated landmarks (no new labels): the step L5 -> L5-S1
-    taken once more from L5-S1, turned by as much as the spine turned from L4-L5 -> L5 to L5 -> L5-S1, so it
-    follows a steep junction round. Any units in which x and y have one scale. None when `names` lacks SACRUM_FROM.
+    """(N, 2) the chain continued one step below its last landmark, extrapolated from the annotated ones (no new
+    labels): the last step taken once more, turned by as much as the chain turned over its last two steps, so it
+    follows a steep junction round. For the 11 landmarks (..., L4-L5, L5, L5-S1) it is the S1 body, where the count
+    of the levels starts. `xy` (N, K, 2) top to bottom, in any units in which x and y have one scale. None when
+    there are fewer than 3 landmarks.
     """
-    if not set(SACRUM_FROM) <= set(names):
+    if len(names) < 3:
         return None
-    a, b, c = (np.asarray(xy, np.float64)[:, list(names).index(n)] for n in SACRUM_FROM)
+    a, b, c = (np.asarray(xy, np.float64)[:, k] for k in (-3, -2, -1))
     before, step = b - a, c - b  # (N, 2)
     turn = np.arctan2(step[:, 1], step[:, 0]) - np.arctan2(before[:, 1], before[:, 0])
     cos, sin = np.cos(turn), np.sin(turn)
