@@ -20,8 +20,7 @@ TINY_PARAMS = {
     "heatmap": {"sigma": 1.5},
     "train_xception": {"epochs": 2, "batch_size": 4, "lr": 0.001, "scheduler": "none"},
     "train_unet": {"encoder": "resnet18", "encoder_depth": 3, "decoder_channels": [32, 16, 8], "epochs": 2,
-                   "batch_size": 4, "lr": 0.003, "scheduler": "none", "sacrum_channel": True,
-                   "coord_channels": True},
+                   "batch_size": 4, "lr": 0.003, "scheduler": "none", "sacrum_channel": True},
     "evaluate": {"n_overlays": 2, "n_worst": 2},
     "report": {"sigma_sweep": [1.0, 4.0]},
 }

@@ -24,7 +24,8 @@ from lmfusion.errors import DataError, ParamError
 log = logging.getLogger("lmfusion")
 
 HEADS = ("head", "segmentation_head")  # the modules with one output per landmark
-NOT_ARCHITECTURE = ("n_landmarks", "dropout")  # builder keys a pretrained start may change
+NOT_ARCHITECTURE = ("n_landmarks", "dropout", "extra_channels")  # builder keys a pretrained start may change
+BUILDER_DEFAULTS = {"coord_channels": False}  # keys models saved before them lack
 
 
 def resolve_weights(weights: str | None, key: str, pretrained_dir: str | os.PathLike | None,
@@ -65,7 +66,7 @@ def load_pretrained(net: nn.Module, saved: dict, path: str | os.PathLike, *, key
     if meta.get("kind") != kind:
         raise ParamError(f"param {key}: {path} holds a {meta.get('kind')} network, this stage trains a {kind}")
     ours = {k: v for k, v in builder.items() if k not in NOT_ARCHITECTURE}
-    theirs = {k: meta["builder"].get(k) for k in ours}
+    theirs = {k: meta["builder"].get(k, BUILDER_DEFAULTS.get(k)) for k in ours}
     if theirs != ours:
         raise ParamError(f"param {key}: {path} is a {_describe(theirs)} network, this one a {_describe(ours)}; "
                          "pretrain with the same architecture or start from another model")
