@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lmfusion import config
+from lmfusion.anatomy import TURN_POINTS, lumbosacral_turn_deg
 from lmfusion.data.synth import axial, mri, phantom
 from lmfusion.data.synth import spine as phantom_spine
 from lmfusion.errors import ParamError
@@ -120,18 +121,14 @@ def _tags(p: phantom.Patient) -> dict[str, str]:
 def _cases(p: phantom.Patient, px: dict[str, np.ndarray], shape: tuple[int, int], fill: float, stir: bool,
            wrap: int, look: mri.Look, dark: bool) -> tuple[str, ...]:
     """The HARD_CASES a study shows, from its patient, the landmarks' pixels `px` and its acquisition."""
-    (h, w), turn = shape, _turn(px)
+    h, w = shape
+    turn = lumbosacral_turn_deg(np.array([[px[n] for n in TURN_POINTS]]), np.ones((1, 2)), TURN_POINTS)[0]  # px
     shown = {"steep junction": turn > 45, "sacralised L5": p.extras["transitional"] == "sacralised",
              "lumbarised S1": p.extras["transitional"] == "lumbarised", "view to T8": px["T8"][1] >= 0,
              "sacrum cut": px["S2"][1] > h - 1, "spine in upper half": px["L5-S1"][1] < 0.55 * h,
              "small spine": fill < 0.4, "matrix over 700": max(h, w) > 700, "non-square": h != w,
              "STIR-like": stir, "wrap-around": wrap > 0, "motion": look.motion > 0, "dark": dark}
     return tuple(c for c in HARD_CASES if shown[c])
-
-
-def _turn(px: dict[str, np.ndarray]) -> float:
-    up, low = px["L3"] - px["L1"], px["L5-S1"] - px["L5"]
-    return float(np.degrees(np.arccos(np.clip(up @ low / np.linalg.norm(up) / np.linalg.norm(low), -1, 1))))
 
 
 def generate_study(rng: np.random.Generator, names: tuple[str, ...] = config.LANDMARKS,
