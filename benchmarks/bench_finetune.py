@@ -3,6 +3,7 @@ style (STIR-like contrast, steep lumbosacral junctions), with one test split for
 
     python benchmarks/bench_finetune.py [--params params.yaml] [--pretrained models/pretrained] [--train 40]
         [--val 10] [--test 40] [--seed 7] [--style target] [--work build/bench_finetune] [--out benchmarks/finetune]
+        [--variant NAME:KEY=VALUE[,KEY=VALUE...] ...] [--reuse]
 
 Needs the pretraining's models (pretrain.sets: [synthetic], then dvc repro). Generates train + val + test studies
 with `lmfusion synth --style STYLE`, prepares them once with params.yaml's prepare section, and trains both networks
@@ -12,6 +13,13 @@ scripts do the work, so each variant is decoded and evaluated exactly as `dvc re
 (per variant: the test figures of each decode method and the training figures of each network) and
 OUT/finetune_curves.png (loss per epoch, scratch beside fine-tuned, a panel per network); the report stage shows
 both. MLflow tracking is off for these runs.
+
+Fine-tuning options: each --variant adds one more start from the pretrained models with its own settings, e.g.
+`--variant freeze3:freeze_epochs=3` or `--variant slow:lr=0.0001,unet.lr=0.0003` (a bare KEY sets both networks'
+train_* key, `xception.KEY` / `unet.KEY` one network's). --reuse keeps the work folder: the target set when its
+generator settings and preprocessing are unchanged, and each variant whose params file is unchanged, so variants can
+be added one run at a time. finetune.json also holds each variant's best method (chosen on validation) and its
+validation figures.
 """
 
 from __future__ import annotations
@@ -38,7 +46,25 @@ from lmfusion.stage import stage_main
 REPO = Path(__file__).resolve().parents[1]
 NETWORKS = {"xception": "train_xception", "unet": "train_unet"}
 METHODS = ("direct", "argmax", "fused", "chain")
-VARIANTS = ("scratch", "pretrained")
+BASE_VARIANTS = ("scratch", "pretrained")
+
+
+def parse_variant(spec: str) -> tuple[str, dict[str, dict]]:
+    """'NAME:KEY=VALUE,...' -> (NAME, {train section: {key: value}}); a bad spec stops with one line."""
+    name, sep, body = spec.partition(":")
+    overrides: dict[str, dict] = {section: {} for section in NETWORKS.values()}
+    if not sep or not name or name in BASE_VARIANTS or not body:
+        raise DataError(f"--variant {spec!r}: expected NAME:KEY=VALUE[,KEY=VALUE...] with NAME not one of "
+                        f"{', '.join(BASE_VARIANTS)}")
+    for item in body.split(","):
+        key, eq, value = item.partition("=")
+        net, dot, leaf = key.strip().rpartition(".")
+        if not eq or not leaf or (dot and net not in NETWORKS):
+            raise DataError(f"--variant {spec!r}: {item!r} is not KEY=VALUE with KEY one of name, "
+                            f"{', '.join(f'{n}.name' for n in NETWORKS)}")
+        for n in ([net] if dot else NETWORKS):
+            overrides[NETWORKS[n]][leaf] = yaml.safe_load(value)
+    return name, overrides
 
 
 def _stage(script: str, *args: object, params: Path, cwd: Path) -> None:
@@ -51,20 +77,28 @@ def _stage(script: str, *args: object, params: Path, cwd: Path) -> None:
     print(f"  {script} {' '.join(map(str, args[-1:]))}", file=sys.stderr)
 
 
-def _params(raw: dict, variant: str, pretrained: dict[str, Path], args: argparse.Namespace, path: Path) -> Path:
-    """params.yaml for one variant: the target set's data and splits; the networks' start."""
+def _params(raw: dict, variant: str, pretrained: dict[str, Path], args: argparse.Namespace, path: Path,
+            overrides: dict[str, dict] | None = None) -> Path:
+    """params.yaml for one variant: the target set's data and splits; the networks' start and the variant's own
+    train_* settings. A file already there with the same text is left as it is (its variant may be reused)."""
     p = {**raw, "base": {**raw.get("base", {}), "landmarks": list(LANDMARKS)},
          "data": {"format": "tianchi", "path": "data", "on_invalid": "error"},
          "prepare": {**raw.get("prepare", {}), "val_size": args.val, "test_size": args.test}}
     for net, section in NETWORKS.items():
-        start = {"weights": str(pretrained[net])} if variant == "pretrained" else {"weights": None, "freeze_epochs": 0}
-        p[section] = {**raw.get(section, {}), **start}
-    path.write_text(yaml.safe_dump(p, sort_keys=False))
+        start = {"weights": None, "freeze_epochs": 0} if variant == "scratch" else {"weights": str(pretrained[net])}
+        p[section] = {**raw.get(section, {}), **start, **(overrides or {}).get(section, {})}
+    text = yaml.safe_dump(p, sort_keys=False)
+    if not path.is_file() or path.read_text() != text:
+        path.write_text(text)
+        (path.parent / path.stem / "evaluate.json").unlink(missing_ok=True)  # the variant's results are stale
     return path
 
 
 def _train_and_evaluate(variant: str, params: Path, work: Path) -> None:
     out = work / variant
+    if (out / "evaluate.json").is_file():
+        print(f"  {variant}: reused", file=sys.stderr)
+        return
     common = ("checkpoint.pt", "metrics.json", "loss.csv", "augment.png")
     _stage("train_xception", "prepared", out / "xception", *(out / f"xception_{f}" for f in common), params=params,
            cwd=work)
@@ -75,12 +109,14 @@ def _train_and_evaluate(variant: str, params: Path, work: Path) -> None:
            out / "runs.json", params=params, cwd=work)
 
 
-def _results(work: Path, radius: float) -> dict:
-    """Test figures per variant and method, training figures and loss curves per network."""
+def _results(work: Path, radius: float, names: list[str]) -> dict:
+    """Test figures per variant and method (the four methods and the variant's best one), training figures and loss
+    curves per network."""
     key, variants, curves = radius_key(radius), {}, {}
-    for variant in VARIANTS:
+    for variant in names:
         out = work / variant
-        test = json.loads((out / "evaluate.json").read_text())["test"]
+        evaluate = json.loads((out / "evaluate.json").read_text())
+        test, best = evaluate["test"], evaluate["best_method"]
         training = {}
         for net in NETWORKS:
             m = json.loads((out / f"{net}_metrics.json").read_text())
@@ -89,7 +125,11 @@ def _results(work: Path, radius: float) -> dict:
             curves.setdefault(net, {})[variant] = {c: table[c].tolist() for c in ("epoch", "train_loss", "val_loss")}
         variants[variant] = {"test": {m: {"sdr": test[m]["sdr"][key], "mre_mm": test[m]["mre_mm"],
                                           "study_identification": test[m]["study_identification"],
-                                          "level_shifts": test[m]["level_shifts"]} for m in METHODS},
+                                          "level_shifts": test[m]["level_shifts"]}
+                                      for m in dict.fromkeys((*METHODS, best))},
+                             "best_method": best, "val_best": {"sdr": evaluate["val"][best]["sdr"][key],
+                                                               "study_identification":
+                                                                   evaluate["val"][best]["study_identification"]},
                              "training": training}
     return {"variants": variants, "curves": curves}
 
@@ -106,7 +146,11 @@ def main() -> None:
     ap.add_argument("--style", default="target", help="lmfusion synth --style of the target set")
     ap.add_argument("--work", default="build/bench_finetune", help="scratch folder (replaced)")
     ap.add_argument("--out", default="benchmarks/finetune")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE[,KEY=VALUE...]",
+                    help="one more fine-tuned start with its own train_* settings (repeatable)")
+    ap.add_argument("--reuse", action="store_true", help="keep the work folder's target set and unchanged variants")
     args = ap.parse_args()
+    extra = dict(parse_variant(spec) for spec in args.variant)
     pretrained = {net: Path(args.pretrained).resolve() / net / PRETRAINED / "model.pt" for net in NETWORKS}
     for path in pretrained.values():
         if not path.is_file():
@@ -114,29 +158,38 @@ def main() -> None:
     raw = yaml.safe_load(Path(args.params).read_text()) or {}
     radius = load_params(args.params, ("evaluate",))["evaluate"].target_radius
     work = Path(args.work).resolve()  # the stages run inside it
-    shutil.rmtree(work, ignore_errors=True)
     n = args.train + args.val + args.test
-    print(f"{n} {args.style} studies (seed {args.seed}) in {work}", file=sys.stderr)
-    synth.write_dataset(work / "data", n=n, seed=args.seed, names=LANDMARKS, style=args.style)
-    first = _params(raw, "scratch", pretrained, args, work / "scratch.yaml")
-    _stage("prepare", "data", "prepared", "prepare.json", "montage.png", params=first, cwd=work)
-    _stage("heatmaps", "prepared", "heatmaps", "heatmaps.png", params=first, cwd=work)
-    for variant in VARIANTS:
-        _train_and_evaluate(variant, _params(raw, variant, pretrained, args, work / f"{variant}.yaml"), work)
-    results = _results(work, radius)
+    target = {"style": args.style, "seed": args.seed, "n": n, "val": args.val, "test": args.test,
+              "prepare": raw.get("prepare"), "heatmap": raw.get("heatmap")}
+    stamp = work / "target.json"
+    if not (args.reuse and stamp.is_file() and json.loads(stamp.read_text()) == target):
+        shutil.rmtree(work, ignore_errors=True)
+        print(f"{n} {args.style} studies (seed {args.seed}) in {work}", file=sys.stderr)
+        synth.write_dataset(work / "data", n=n, seed=args.seed, names=LANDMARKS, style=args.style)
+        first = _params(raw, "scratch", pretrained, args, work / "scratch.yaml")
+        _stage("prepare", "data", "prepared", "prepare.json", "montage.png", params=first, cwd=work)
+        _stage("heatmaps", "prepared", "heatmaps", "heatmaps.png", params=first, cwd=work)
+        write_json(stamp, target)
+    names = [*BASE_VARIANTS, *extra]
+    for variant in names:
+        _train_and_evaluate(variant, _params(raw, variant, pretrained, args, work / f"{variant}.yaml",
+                                             extra.get(variant)), work)
+    results = _results(work, radius, names)
     settings = {"style": args.style, "seed": args.seed, "train": args.train, "val": args.val, "test": args.test,
                 "radius_mm": radius, "pretrained": {net: str(Path(args.pretrained) / net / PRETRAINED / "model.pt")
                                                           for net in NETWORKS},
                 "finetune": {net: {k: raw.get(s, {}).get(k) for k in ("epochs", "lr", "warmup_epochs",
-                                                                      "freeze_epochs")} for net, s in NETWORKS.items()}}
+                                                                      "freeze_epochs")} for net, s in NETWORKS.items()},
+                "variants": {name: {net: o[s] for net, s in NETWORKS.items() if o[s]} for name, o in extra.items()}}
     out = Path(args.out)
     write_json(out / "finetune.json", {"settings": settings, "variants": results["variants"]})
     charts.learning_curves_png(out / "finetune_curves.png", {f"{net} ({args.style} set)": c
-                                                             for net, c in results["curves"].items()})
+                                                             for net, c in results["curves"].items()},
+                               train=BASE_VARIANTS)
     key = radius_key(radius)
     for variant, r in results["variants"].items():
         print(f"{variant:>10}: " + ", ".join(f"{m} {100 * r['test'][m]['sdr']:.1f}% within {key}"
-                                             for m in METHODS))
+                                             for m in dict.fromkeys((*METHODS, r["best_method"]))))
     print(f"wrote {out / 'finetune.json'} and {out / 'finetune_curves.png'}")
 
 

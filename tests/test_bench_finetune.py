@@ -3,6 +3,7 @@ the JSON and learning curves the report shows."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import yaml
 from conftest import TINY_PARAMS, deep_update
 from lmfusion import report
 from lmfusion.config import LANDMARKS
+from lmfusion.errors import DataError
 from lmfusion.models import build_heatmap_net, build_regressor, save_model
 
 pytestmark = pytest.mark.slow
@@ -37,21 +39,46 @@ def _pretrained(root: Path, p: dict) -> None:
                                                                   "names": list(LANDMARKS), "input_size": size})
 
 
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_finetune", REPO / "benchmarks" / "bench_finetune.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("spec", ["freeze3", "scratch:lr=1", "x:lr", "x:spine.lr=1", "x:"])
+def test_a_malformed_variant_stops_with_one_line(spec):
+    with pytest.raises(DataError, match="--variant") as e:
+        _bench().parse_variant(spec)
+    assert "\n" not in str(e.value)
+
+
+def test_a_variant_sets_both_networks_or_one():
+    name, overrides = _bench().parse_variant("slow:lr=0.0001,unet.lr=0.0003,xception.freeze_epochs=2")
+    assert name == "slow"
+    assert overrides == {"train_xception": {"lr": 0.0001, "freeze_epochs": 2}, "train_unet": {"lr": 0.0003}}
+
+
+def _run(tmp_path, *extra):
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_finetune.py"), "--params",
+                           str(tmp_path / "params.yaml"), "--pretrained", str(tmp_path / "pretrained"), "--train", "6",
+                           "--val", "3", "--test", "3", "--work", str(tmp_path / "work"), "--out",
+                           str(tmp_path / "out"), *extra], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
 def test_scratch_and_fine_tuned_share_the_test_split_and_the_report_shows_them(tmp_path):
     params = deep_update(yaml.safe_load((REPO / "params.yaml").read_text()), TINY)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     _pretrained(tmp_path / "pretrained", params)
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_finetune.py"), "--params",
-                           str(tmp_path / "params.yaml"), "--pretrained", str(tmp_path / "pretrained"), "--train", "6",
-                           "--val", "3", "--test", "3", "--work", str(tmp_path / "work"), "--out",
-                           str(tmp_path / "out")], capture_output=True, text=True, cwd=tmp_path, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    _run(tmp_path)
     result = json.loads((tmp_path / "out" / "finetune.json").read_text())
     assert result["settings"]["style"] == "target" and result["settings"]["test"] == 3
     assert result["settings"]["finetune"]["xception"]["freeze_epochs"] == 1
     for variant in ("scratch", "pretrained"):
         v = result["variants"][variant]
-        assert set(v["test"]) == {"direct", "argmax", "fused", "chain"}
+        assert {"direct", "argmax", "fused", "chain"} <= set(v["test"]) and v["best_method"] in v["test"]
         assert 0 <= v["test"]["fused"]["sdr"] <= 1 and v["training"]["unet"]["epochs_run"] == 2
     assert (tmp_path / "out" / "finetune_curves.png").stat().st_size > 0
     meta = torch.load(tmp_path / "work" / "pretrained" / "xception" / "model.pt", weights_only=True)["meta"]
@@ -62,3 +89,20 @@ def test_scratch_and_fine_tuned_share_the_test_split_and_the_report_shows_them(t
         assert json.loads((tmp_path / "work" / variant / "evaluate.json").read_text())["test"]["landmarks"] == 33
     section = "\n".join(report.finetune_section(result))
     assert "| pretrained | fused |" in section and "figures/finetune_curves.png" in section
+
+    # one more option, the rest reused: the scratch and pretrained models stay as they were
+    scratch_model = tmp_path / "work" / "scratch" / "xception" / "model.pt"
+    before = scratch_model.stat().st_mtime_ns
+    proc = _run(tmp_path, "--reuse", "--variant", "nofreeze:freeze_epochs=0,unet.lr=0.0005")
+    assert "scratch: reused" in proc.stderr and "pretrained: reused" in proc.stderr
+    assert scratch_model.stat().st_mtime_ns == before
+    result = json.loads((tmp_path / "out" / "finetune.json").read_text())
+    assert result["settings"]["variants"]["nofreeze"] == {"xception": {"freeze_epochs": 0},
+                                                          "unet": {"freeze_epochs": 0, "lr": 0.0005}}
+    assert yaml.safe_load((tmp_path / "work" / "nofreeze.yaml").read_text())["train_unet"]["lr"] == 0.0005
+    meta = torch.load(tmp_path / "work" / "nofreeze" / "xception" / "model.pt", weights_only=True)["meta"]
+    assert meta["init"]["fresh"] == []  # an option starts from the pretrained models too
+    nofreeze = result["variants"]["nofreeze"]
+    assert nofreeze["best_method"] in nofreeze["test"] and nofreeze["training"]["unet"]["epochs_run"] == 2
+    section = "\n".join(report.finetune_section(result))
+    assert "| nofreeze | xception: freeze_epochs 0; unet: freeze_epochs 0, lr 0.0005 |" in section

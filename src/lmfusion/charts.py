@@ -9,7 +9,7 @@ lmfusion.plots.COLORS (BGR there, RGB here), so a method has one colour in every
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Collection, Mapping, Sequence
 
 import numpy as np
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 DPI = 150
-_FALLBACK_COLORS = ("#7f7f7f", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+_FALLBACK_COLORS = ("#7f7f7f", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#ff7f0e")
 
 
 def _rgb(bgr: tuple[int, int, int]) -> tuple[float, float, float]:
@@ -144,18 +144,20 @@ def sigma_sweep_png(path: str | os.PathLike, sigmas: Sequence[float | str], sdr_
     _save(fig, path)
 
 
-def learning_curves_png(path: str | os.PathLike, panels: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]]
-                        ) -> None:
+def learning_curves_png(path: str | os.PathLike, panels: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]],
+                        train: Collection[str] | None = None) -> None:
     """Loss per epoch, one panel per network side by side, one colour per variant (validation solid, training
-    dashed). panels: {title: {variant: {"epoch": [...], "train_loss": [...], "val_loss": [...]}}}."""
+    dashed; only for the variants in `train` when given, so that many variants stay readable).
+    panels: {title: {variant: {"epoch": [...], "train_loss": [...], "val_loss": [...]}}}."""
     fig = _figure(4.2 * max(len(panels), 1), 3.6)
     for j, (title, variants) in enumerate(panels.items()):
         ax = fig.add_subplot(1, len(panels), j + 1)
         for i, (variant, curve) in enumerate(variants.items()):
             color = _FALLBACK_COLORS[i % len(_FALLBACK_COLORS)]
             ax.plot(curve["epoch"], curve["val_loss"], color=color, linewidth=1.6, label=f"{variant} (val)")
-            ax.plot(curve["epoch"], curve["train_loss"], color=color, linewidth=1.0, linestyle="--",
-                    label=f"{variant} (train)")
+            if train is None or variant in train:
+                ax.plot(curve["epoch"], curve["train_loss"], color=color, linewidth=1.0, linestyle="--",
+                        label=f"{variant} (train)")
         ax.set(xlabel="epoch", ylabel="loss", yscale="log", title=title)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)

@@ -6,6 +6,7 @@ Everything here reads finished outputs (metrics JSON, cached predictions, MLflow
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -156,23 +157,45 @@ def experiments_section(rows: list[dict], radius: float) -> list[str]:
 
 def finetune_section(f: dict) -> list[str]:
     """Scratch against fine-tuned from the synthetic pretraining on a small target set: the test table beside the
-    learning curves (figures/finetune_curves.png)."""
+    learning curves (figures/finetune_curves.png), then one line per fine-tuning option measured (its best method,
+    chosen on validation)."""
     st, key = f["settings"], f"{f['settings']['radius_mm']:g}mm"
+    base = {v: f["variants"][v] for v in ("scratch", "pretrained") if v in f["variants"]}
     header = ["start", "method", f"SDR {key}", "MRE (mm)", "studies identified", "level-shifted studies"]
     rows = [[variant, m, pct(r["sdr"]), _fmt(r["mre_mm"], ".2f"), pct(r["study_identification"]), r["level_shifts"]]
-            for variant, v in f["variants"].items() for m, r in v["test"].items()]
+            for variant, v in base.items() for m, r in v["test"].items()]
     train_rows = [[variant, net, f"{t['best_val_loss']:.5f} ({t['best_epoch']}/{t['epochs_run']})",
-                   f"{t['train_seconds']:.0f}"] for variant, v in f["variants"].items()
-                  for net, t in v["training"].items()]
+                   f"{t['train_seconds']:.0f}"] for variant, v in base.items() for net, t in v["training"].items()]
     tuned = "; ".join(f"{net}: " + ", ".join(f"{k} {v}" for k, v in s.items()) for net, s in st["finetune"].items())
-    return ["## Synthetic pretraining on a small target set", "",
-            f"`benchmarks/bench_finetune.py`: {st['train']} training, {st['val']} validation and {st['test']} test "
-            f"studies of the `{st['style']}` synthetic style (seed {st['seed']}), both networks trained from scratch "
-            f"and from the synthetic pretraining with the same test split ({tuned}).", "",
-            '<table><tr><td valign="top">', "", table(header, rows), "", table(
-                ["start", "network", "best val loss (epoch)", "train time (s)"], train_rows), "",
-            '</td><td valign="top">', "", "![Learning curves](figures/finetune_curves.png)", "", "</td></tr></table>",
-            ""]
+    lines = ["## Synthetic pretraining on a small target set", "",
+             f"`benchmarks/bench_finetune.py`: {st['train']} training, {st['val']} validation and {st['test']} test "
+             f"studies of the `{st['style']}` synthetic style (seed {st['seed']}), both networks trained from scratch "
+             f"and from the synthetic pretraining (`{Path(st['pretrained']['unet']).parents[2]}`) with the same test "
+             f"split ({tuned}).", "",
+             '<table><tr><td valign="top">', "", table(header, rows), "", table(
+                 ["start", "network", "best val loss (epoch)", "train time (s)"], train_rows), "",
+             '</td><td valign="top">', "", "![Learning curves](figures/finetune_curves.png)", "", "</td></tr></table>",
+             ""]
+    options = st.get("variants") or {}
+    if not options:
+        return lines
+    option_rows = []
+    for variant, v in f["variants"].items():
+        change = options.get(variant, {})
+        what = ("weights null" if variant == "scratch" else "; ".join(
+            f"{net}: " + ", ".join(f"{k} {x}" for k, x in o.items()) for net, o in change.items()) or "as above")
+        best, val = v.get("best_method"), v.get("val_best", {})
+        r = v["test"].get(best, {}) if best else {}
+        val_figures = f"{pct(val.get('sdr'))} / {pct(val.get('study_identification'))}"
+        option_rows.append([variant, what, best or "n/a", val_figures,
+                            pct(r.get("sdr")), _fmt(r.get("mre_mm"), ".2f"),
+                            pct(r.get("study_identification")), r.get("level_shifts", "n/a"),
+                            f"{sum(t['train_seconds'] for t in v['training'].values()):.0f}"])
+    return lines + ["Fine-tuning options, each a start from the pretrained networks with the settings above except "
+                    "those named (the best method chosen on validation; then the test figures):", "",
+                    table(["start", "change", "best method", f"val: SDR {key} / studies identified", f"SDR {key}",
+                           "MRE (mm)", "studies identified", "level-shifted studies", "train time (s)"], option_rows),
+                    ""]
 
 
 def _methods_section(r: ReportInputs) -> list[str]:
