@@ -18,13 +18,15 @@ Fine-tuning options: each --variant adds one more start from the pretrained mode
 `--variant freeze3:freeze_epochs=3` or `--variant slow:lr=0.0001,unet.lr=0.0003` (a bare KEY sets both networks'
 train_* key, `xception.KEY` / `unet.KEY` one network's). --reuse keeps the work folder: the target set when its
 generator settings and preprocessing are unchanged, and each variant whose params file is unchanged, so variants can
-be added one run at a time. finetune.json also holds each variant's best method (chosen on validation) and its
+be added one run at a time (another pretrained model starts afresh; after a change to the code, run without
+--reuse). finetune.json also holds each variant's best method (chosen on validation) and its
 validation figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -144,7 +146,7 @@ def main() -> None:
     ap.add_argument("--test", type=int, default=40)
     ap.add_argument("--seed", type=int, default=7, help="generator seed of the target set")
     ap.add_argument("--style", default="target", help="lmfusion synth --style of the target set")
-    ap.add_argument("--work", default="build/bench_finetune", help="scratch folder (replaced)")
+    ap.add_argument("--work", default="build/bench_finetune", help="scratch folder (replaced unless --reuse)")
     ap.add_argument("--out", default="benchmarks/finetune")
     ap.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE[,KEY=VALUE...]",
                     help="one more fine-tuned start with its own train_* settings (repeatable)")
@@ -160,7 +162,8 @@ def main() -> None:
     work = Path(args.work).resolve()  # the stages run inside it
     n = args.train + args.val + args.test
     target = {"style": args.style, "seed": args.seed, "n": n, "val": args.val, "test": args.test,
-              "prepare": raw.get("prepare"), "heatmap": raw.get("heatmap")}
+              "prepare": raw.get("prepare"), "heatmap": raw.get("heatmap"),
+              "pretrained": {net: hashlib.sha256(path.read_bytes()).hexdigest() for net, path in pretrained.items()}}
     stamp = work / "target.json"
     if not (args.reuse and stamp.is_file() and json.loads(stamp.read_text()) == target):
         shutil.rmtree(work, ignore_errors=True)

@@ -26,10 +26,10 @@ TINY = deep_update({"train_xception": {"model": "resnet10t", "epochs": 2, "freez
                     "train_unet": {"epochs": 2, "freeze_epochs": 1}}, TINY_PARAMS)
 
 
-def _pretrained(root: Path, p: dict) -> None:
+def _pretrained(root: Path, p: dict, seed: int = 0) -> None:
     """Pretrained models as the pretrain stages save them, for params `p`'s architecture and sizes."""
     tx, tu, size = p["train_xception"], p["train_unet"], p["prepare"]["unet_size"]
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     nets = {"xception": ("regressor", {"model": tx["model"], "n_landmarks": 11, "dropout": tx["dropout"]}),
             "unet": ("heatmap", {"arch": tu["arch"], "encoder": tu["encoder"], "n_landmarks": 11,
                                  "encoder_depth": tu["encoder_depth"], "decoder_channels": tu["decoder_channels"]})}
@@ -106,3 +106,8 @@ def test_scratch_and_fine_tuned_share_the_test_split_and_the_report_shows_them(t
     assert nofreeze["best_method"] in nofreeze["test"] and nofreeze["training"]["unet"]["epochs_run"] == 2
     section = "\n".join(report.finetune_section(result))
     assert "| nofreeze | xception: freeze_epochs 0; unet: freeze_epochs 0, lr 0.0005 |" in section
+
+    # another pretraining at the same path: nothing is reused
+    _pretrained(tmp_path / "pretrained", params, seed=1)
+    proc = _run(tmp_path, "--reuse")
+    assert "reused" not in proc.stderr and scratch_model.stat().st_mtime_ns != before
