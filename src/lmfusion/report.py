@@ -155,6 +155,11 @@ def experiments_section(rows: list[dict], radius: float) -> list[str]:
             table(header, body), ""]
 
 
+def _per_network(settings: dict[str, dict]) -> str:
+    """{network: {key: value}} as 'xception: lr 0.0003, epochs 20; unet: ...'."""
+    return "; ".join(f"{net}: " + ", ".join(f"{k} {v}" for k, v in s.items()) for net, s in settings.items())
+
+
 def finetune_section(f: dict) -> list[str]:
     """Scratch against fine-tuned from the synthetic pretraining on a small target set: the test table beside the
     learning curves (figures/finetune_curves.png), then one line per fine-tuning option measured (its best method,
@@ -166,7 +171,7 @@ def finetune_section(f: dict) -> list[str]:
             for variant, v in base.items() for m, r in v["test"].items()]
     train_rows = [[variant, net, f"{t['best_val_loss']:.5f} ({t['best_epoch']}/{t['epochs_run']})",
                    f"{t['train_seconds']:.0f}"] for variant, v in base.items() for net, t in v["training"].items()]
-    tuned = "; ".join(f"{net}: " + ", ".join(f"{k} {v}" for k, v in s.items()) for net, s in st["finetune"].items())
+    tuned = _per_network(st["finetune"])
     lines = ["## Synthetic pretraining on a small target set", "",
              f"`benchmarks/bench_finetune.py`: {st['train']} training, {st['val']} validation and {st['test']} test "
              f"studies of the `{st['style']}` synthetic style (seed {st['seed']}), both networks trained from scratch "
@@ -180,17 +185,13 @@ def finetune_section(f: dict) -> list[str]:
     if not options:
         return lines
     option_rows = []
-    for variant, v in f["variants"].items():
-        change = options.get(variant, {})
-        what = ("weights null" if variant == "scratch" else "; ".join(
-            f"{net}: " + ", ".join(f"{k} {x}" for k, x in o.items()) for net, o in change.items()) or "as above")
-        best, val = v.get("best_method"), v.get("val_best", {})
-        r = v["test"].get(best, {}) if best else {}
-        val_figures = f"{pct(val.get('sdr'))} / {pct(val.get('study_identification'))}"
-        option_rows.append([variant, what, best or "n/a", val_figures,
-                            pct(r.get("sdr")), _fmt(r.get("mre_mm"), ".2f"),
-                            pct(r.get("study_identification")), r.get("level_shifts", "n/a"),
-                            f"{sum(t['train_seconds'] for t in v['training'].values()):.0f}"])
+    for variant, v in f["variants"].items():  # finetune.json with options holds each variant's best method
+        what = "weights null" if variant == "scratch" else _per_network(options.get(variant, {})) or "as above"
+        best, val = v["best_method"], v["val_best"]
+        r = v["test"][best]
+        option_rows.append([variant, what, best, f"{pct(val['sdr'])} / {pct(val['study_identification'])}",
+                            pct(r["sdr"]), _fmt(r["mre_mm"], ".2f"), pct(r["study_identification"]),
+                            r["level_shifts"], f"{sum(t['train_seconds'] for t in v['training'].values()):.0f}"])
     return lines + ["Fine-tuning options, each a start from the pretrained networks with the settings above except "
                     "those named (the best method chosen on validation; then the test figures):", "",
                     table(["start", "change", "best method", f"val: SDR {key} / studies identified", f"SDR {key}",
