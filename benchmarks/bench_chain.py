@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from lmfusion import chain, chain_fit
+from lmfusion.decoding import chain, fit
 from lmfusion.heatmaps import encode
 
 MM_PER_HM_PX = 1.3  # a typical 512 px, 0.65 mm/px study on a 256 px heatmap
@@ -52,7 +52,7 @@ def main() -> None:
     args = ap.parse_args()
     hm, reg = _load(args.predictions, args.n) if args.predictions else _synthetic(args.n)
     mm = np.full((len(reg), 2), MM_PER_HM_PX)
-    model = chain_fit.fit_chain_model(reg, mm, args.unit)
+    model = fit.fit_chain_model(reg, mm, args.unit)
     settings = chain.ChainSettings(n_candidates=args.n_candidates, lend_penalty=args.lend_penalty)
     sigma = np.full(hm.shape[1], 4.0)
     times = []

@@ -107,7 +107,7 @@ def _train_and_evaluate(variant: str, params: Path, work: Path) -> None:
     _stage("train_unet", "prepared", "heatmaps", out / "unet", *(out / f"unet_{f}" for f in common), params=params,
            cwd=work)
     _stage("infer", "prepared", out / "xception", out / "unet", out / "outputs", params=params, cwd=work)
-    _stage("evaluate", "prepared", out / "outputs", out / "fusion.json", out / "evaluate.json", out / "plots",
+    _stage("evaluate", "prepared", out / "outputs", out / "decoder.json", out / "evaluate.json", out / "plots",
            out / "runs.json", params=params, cwd=work)
 
 

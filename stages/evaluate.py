@@ -1,9 +1,10 @@
-"""Stage evaluate: fusion and every decoder on the cached network outputs; metrics in mm, plots, fitted sigma.
+"""Stage evaluate: fits the decoder (fusion sigma, chain decode, level flag) and decodes the cached network outputs
+with every method (direct, argmax, fused, chain); metrics in mm, plots, the fitted decoder.
 
-    python stages/evaluate.py PREPARED_DIR OUTPUTS_DIR FUSION_JSON METRICS_JSON PLOTS_DIR RUN_JSON
+    python stages/evaluate.py PREPARED_DIR OUTPUTS_DIR DECODER_JSON METRICS_JSON PLOTS_DIR RUN_JSON
         [--params params.yaml]
 
-Reads only cached outputs and the fusion / evaluate params, so changing a fusion param reruns this stage and the
+Reads only cached outputs and the fusion / chain / evaluate params, so changing one of them reruns this stage and the
 report in seconds and never a training stage.
 """
 
@@ -18,9 +19,10 @@ import pandas as pd
 from lmfusion import evaluation_figures, runs
 from lmfusion.config import EvaluateConfig, as_dict, load_params
 from lmfusion.data.prepared import Prepared, load_prepared
-from lmfusion.decode import METHODS, Decoded, LandmarkDecoder
-from lmfusion.evaluation import (SplitOutputs, best_method, decode_split, fit_decoder, flag_summary, load_metas,
-                                 load_split, method_metrics, sdr_curve, study_table)
+from lmfusion.decoding import METHODS, Decoded, LandmarkDecoder
+from lmfusion.decoding.fit import fit_decoder
+from lmfusion.evaluation import (SplitOutputs, best_method, decode_split, flag_summary, load_metas, load_split,
+                                 method_metrics, sdr_curve, study_table)
 from lmfusion.io import atomic_path, write_json
 from lmfusion.metrics import radius_key
 from lmfusion.stage import stage_main
@@ -29,7 +31,7 @@ from lmfusion.stage import stage_main
 @stage_main
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for name in ("prepared", "outputs", "fusion_json", "metrics_json", "plots_dir", "run_json"):
+    for name in ("prepared", "outputs", "decoder_json", "metrics_json", "plots_dir", "run_json"):
         ap.add_argument(name)
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args()
@@ -41,8 +43,9 @@ def main() -> None:
     test = load_split(args.outputs, "test", data)
     train = data.split_indices("train")
 
-    decoder, fit = fit_decoder(val, data.landmarks[train], data.spacing[train], fcfg, p["chain"], ecfg.target_radius)
-    decoded_val, decoded = decode_split(val, decoder), decode_split(test, decoder)
+    decoder, fit, decoded_val = fit_decoder(val, data.landmarks[train], data.spacing[train], fcfg, p["chain"],
+                                            ecfg.target_radius)
+    decoded = decode_split(test, decoder)
     results = {"val": method_metrics(decoded_val, val, names, ecfg), "test": method_metrics(decoded, test, names, ecfg)}
     decoder = decoder.replace(best_method=best_method(results["val"], ecfg.target_radius))
     results["best_method"] = decoder.best_method
@@ -50,7 +53,7 @@ def main() -> None:
                              "val": flag_summary(decoded_val, val), "test": flag_summary(decoded, test)}
     sigma_json = decoder.to_dict()["sigma_hm"]
     results["fusion_sigma_hm"] = [round(s, 4) if isinstance(s, float) else s for s in sigma_json]
-    write_json(args.fusion_json, {**decoder.to_dict(), "names": list(names), "fit": fit})
+    write_json(args.decoder_json, {**decoder.to_dict(), "names": list(names), "fit": fit})
     studies = {s: data.index["study"].to_numpy()[split.rows] for s, split in (("val", val), ("test", test))}
     _write_plots(Path(args.plots_dir), data=data, test=test, decoded=decoded, decoder=decoder, results=results,
                  names=names, cfg=ecfg, studies=pd.concat(

@@ -1,6 +1,6 @@
 """Stage report: the ablation report in Markdown (tables and figures), also logged to MLflow.
 
-    python stages/report.py PREPARED_DIR OUTPUTS_DIR FUSION_JSON EVAL_PLOTS_DIR RUN_JSON METRICS_DIR OUT_DIR
+    python stages/report.py PREPARED_DIR OUTPUTS_DIR DECODER_JSON EVAL_PLOTS_DIR RUN_JSON METRICS_DIR OUT_DIR
         [--params params.yaml] [--finetune DIR] [--experiments CSV]
 
 With --finetune, the report also shows DIR/finetune.json and DIR/finetune_curves.png when they exist
@@ -19,7 +19,7 @@ from pathlib import Path
 from lmfusion import charts, report, runs
 from lmfusion.config import load_params
 from lmfusion.data.prepared import load_prepared
-from lmfusion.decode import LandmarkDecoder
+from lmfusion.decoding import LandmarkDecoder
 from lmfusion.errors import DataError
 from lmfusion.evaluation import load_split
 from lmfusion.io import atomic_path
@@ -44,7 +44,7 @@ def _read_csv(path: Path) -> list[dict]:
 @stage_main
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for name in ("prepared", "outputs", "fusion_json", "eval_plots", "run_json", "metrics_dir", "out"):
+    for name in ("prepared", "outputs", "decoder_json", "eval_plots", "run_json", "metrics_dir", "out"):
         ap.add_argument(name)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--finetune", type=Path, help="folder of benchmarks/bench_finetune.py's results")
@@ -57,7 +57,7 @@ def main() -> None:
         names=names, radii=ecfg.radii, radius=ecfg.target_radius, evaluate=_read_json(mdir / "evaluate.json"),
         prepare=_read_json(mdir / "prepare.json"),
         trains={s: _read_json(mdir / f"{s}.json") for s in ("train_xception", "train_unet")},
-        fitted=_read_json(Path(args.fusion_json)), sigma_hm=LandmarkDecoder.load(args.fusion_json).sigma_hm,
+        fitted=_read_json(Path(args.decoder_json)), sigma_hm=LandmarkDecoder.load(args.decoder_json).sigma_hm,
         chain_example=(Path(args.eval_plots) / "chain_example.png").exists(),
         finetune=_read_json(args.finetune / "finetune.json") if args.finetune and (
             args.finetune / "finetune.json").exists() else None,

@@ -9,9 +9,11 @@ import json
 import numpy as np
 import pytest
 
-from lmfusion import chain, chain_fit, fusion, metrics
+from lmfusion import metrics
+from lmfusion.decoding import LandmarkDecoder, chain, fit, fusion, peaks
+from lmfusion.decoding.peaks import argmax, refine
 from lmfusion.errors import DataError, ParamError
-from lmfusion.heatmaps import argmax, encode, refine
+from lmfusion.heatmaps import encode
 
 K, H, W = 11, 112, 96
 LEVEL = np.array([0.0, 16.0])  # one level down: two landmarks, same kind
@@ -31,7 +33,7 @@ def _maps(peaks: list[tuple[np.ndarray, float]]) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def model() -> chain.ChainModel:
-    return chain_fit.fit_chain_model(_truth(40, seed=1, jitter=1.5), np.ones((40, 2)), "mm")
+    return fit.fit_chain_model(_truth(40, seed=1, jitter=1.5), np.ones((40, 2)), "mm")
 
 
 def _decode(hm: np.ndarray, reg: np.ndarray, model: chain.ChainModel, **kw) -> chain.ChainResult:
@@ -135,7 +137,7 @@ def _val_split(n: int = 12) -> tuple[np.ndarray, ...]:
 
 def test_fit_chain_is_never_worse_on_val_than_fused_or_argmax(model: chain.ChainModel) -> None:
     hm, reg, truth = _val_split()
-    settings, table = chain_fit.fit_chain(hm, reg, truth, np.ones((12, 2)), np.full(K, 4.0), model,
+    settings, table = fit.fit_chain(hm, reg, truth, np.ones((12, 2)), np.full(K, 4.0), model,
                                       prior_weights=[0.0, 1.0], pairwise_weights=[0.5, 1.0], candidate_counts=[2, 4],
                                       radius_mm=2.0, min_product=1e-4, lend_penalties=[None, 2.0])
     assert len(table) == 2 + 2 * 2 * 2 * 2 and [r["mode"] for r in table[:2]] == ["fused", "argmax"]
@@ -146,35 +148,35 @@ def test_fit_chain_is_never_worse_on_val_than_fused_or_argmax(model: chain.Chain
     json.dumps(table)
     # on a clean split nothing beats the fused decode: the earlier candidate wins the tie
     clean = _maps([(truth, 0.9)])
-    settings, _ = chain_fit.fit_chain(clean, truth, truth, np.ones((12, 2)), np.full(K, 4.0), model, [1.0], [1.0], [2],
+    settings, _ = fit.fit_chain(clean, truth, truth, np.ones((12, 2)), np.full(K, 4.0), model, [1.0], [1.0], [2],
                                   radius_mm=2.0, min_product=1e-4)
     assert settings.mode == "fused"
-    res = chain.decode(clean, truth, np.ones((12, 2)), np.full(K, 4.0), model, settings, 1e-4)
-    np.testing.assert_array_equal(res.xy_hm, fusion.fuse(clean, truth, np.full(K, 4.0), 1e-4).xy_hm)
-    assert np.isfinite(res.score).all()
+    res = LandmarkDecoder(np.full(K, 4.0), 1e-4, chain_model=model, chain=settings).decode_hm(clean, truth)
+    np.testing.assert_array_equal(res.xy["chain"], fusion.fuse(clean, truth, np.full(K, 4.0), 1e-4).xy_hm)
+    assert not np.isnan(res.margin).any()  # a margin from the joint DP (inf: no rival chain)
 
 
 def test_chain_model_round_trip_units_and_degenerate_fit() -> None:
     truth = _truth(30, seed=7)
     for unit in chain.UNITS:
-        m = chain_fit.fit_chain_model(truth, np.full((30, 2), 0.7), unit)
+        m = fit.fit_chain_model(truth, np.full((30, 2), 0.7), unit)
         back = chain.ChainModel.from_dict(json.loads(json.dumps(m.to_dict())))
         assert back.unit == unit
         np.testing.assert_array_equal(back.mean, m.mean)
         np.testing.assert_array_equal(back.cov, m.cov)
     # in spine units the steps of a straight chain add up to a unit vector
     assert np.linalg.norm(m.mean.sum(0)) == pytest.approx(1.0, abs=1e-3)
-    one = chain_fit.fit_chain_model(truth[:1], np.ones((1, 2)), "mm")  # zero spread: only the regularisation
+    one = fit.fit_chain_model(truth[:1], np.ones((1, 2)), "mm")  # zero spread: only the regularisation
     assert np.all(np.isfinite(one.precision))
     with pytest.raises(DataError, match="keys"):
         chain.ChainModel.from_dict({**m.to_dict(), "extra": 1})
     with pytest.raises(ParamError, match="unit"):
-        chain_fit.fit_chain_model(truth, np.ones((30, 2)), "inch")
+        fit.fit_chain_model(truth, np.ones((30, 2)), "inch")
 
 
 def test_spine_unit_is_scale_free(model: chain.ChainModel) -> None:
     hm, reg, truth = _val_split(4)
-    spine = chain_fit.fit_chain_model(_truth(40, seed=1), np.ones((40, 2)), "spine")
+    spine = fit.fit_chain_model(_truth(40, seed=1), np.ones((40, 2)), "spine")
     s = chain.ChainSettings(prior_weight=0.0, pairwise_weight=1.0)
     a = chain.decode(hm, reg, np.ones((4, 2)), 4.0, spine, s, 1e-4)
     b = chain.decode(hm, reg, np.full((4, 2), 3.0), 4.0, spine, s, 1e-4)  # the same studies, 3x larger bodies
@@ -195,7 +197,7 @@ def test_decode_is_deterministic_per_study_and_chunk_invariant(model: chain.Chai
         np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
     part = _decode(hm[3:], reg[3:], model, **kw)
     np.testing.assert_array_equal(part.xy_hm, a.xy_hm[3:])
-    monkeypatch.setattr(chain, "CHUNK_ELEMENTS", K * H * W * 2)  # two studies per chunk
+    monkeypatch.setattr(peaks, "CHUNK_ELEMENTS", K * H * W * 2)  # two studies per chunk
     small = _decode(hm, reg, model, **kw)
     np.testing.assert_array_equal(small.xy_sub_hm, a.xy_sub_hm)
     np.testing.assert_array_equal(small.margin, a.margin)
@@ -203,9 +205,12 @@ def test_decode_is_deterministic_per_study_and_chunk_invariant(model: chain.Chai
 
 def test_modes_settings_and_bad_inputs(model: chain.ChainModel) -> None:
     hm, reg, _ = _val_split(2)
-    res = _decode(hm, reg, model, mode="argmax")
-    np.testing.assert_array_equal(res.xy_hm, argmax(hm)[0])
-    np.testing.assert_array_equal(res.xy_sub_hm, refine(hm.astype(np.float32), argmax(hm)[0]))
+    settings = chain.ChainSettings(mode="argmax", prior_weight=0.0, pairwise_weight=1.0)
+    res = LandmarkDecoder(np.full(K, 4.0), 1e-4, chain_model=model, chain=settings).decode_hm(hm, reg)
+    np.testing.assert_array_equal(res.xy["chain"], argmax(hm)[0])
+    np.testing.assert_array_equal(res.xy["chain_subpixel"], refine(hm.astype(np.float32), argmax(hm)[0]))
+    joint = _decode(hm, reg, model)  # the mode is the decoder's: the DP's own answer and margin are the same
+    np.testing.assert_array_equal(res.margin, joint.margin)
     s = chain.ChainSettings(mode="fused", lend_penalty=2.0)
     assert chain.ChainSettings.from_dict(json.loads(json.dumps(s.to_dict()))) == s
     for bad in ({"mode": "viterbi"}, {"n_candidates": 0}, {"pairwise_weight": -1.0}, {"lend_penalty": np.inf}):
@@ -222,11 +227,11 @@ def test_modes_settings_and_bad_inputs(model: chain.ChainModel) -> None:
 def test_margin_threshold_rule_and_rates() -> None:
     margins = np.array([0.5, 2.0, 3.0, 10.0, 12.0, np.inf, 1.0])
     wrong = np.array([True, False, True, False, False, False, False])
-    t = chain_fit.fit_margin_threshold(margins, wrong)
+    t = fit.fit_margin_threshold(margins, wrong)
     # catching both wrong studies costs 2 of 5 right ones (J = 0.6); catching 0.5 alone costs 0 (J = 0.5)
     assert 3.0 < t < 3.0 + 1e-9
     assert metrics.flag_rates(margins < t, wrong) == {"caught": 1.0, "false_alarm": 0.4}
     # no wrong study on val: the 5th percentile of the right ones' finite margins
-    t = chain_fit.fit_margin_threshold(margins, np.zeros(7, bool))
+    t = fit.fit_margin_threshold(margins, np.zeros(7, bool))
     assert t == pytest.approx(np.percentile([0.5, 2.0, 3.0, 10.0, 12.0, 1.0], 5))
-    assert chain_fit.fit_margin_threshold(np.array([np.inf]), np.array([False])) == 0.0
+    assert fit.fit_margin_threshold(np.array([np.inf]), np.array([False])) == 0.0

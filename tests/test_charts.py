@@ -10,7 +10,7 @@ from lmfusion import charts
 from lmfusion.heatmaps import encode
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-from lmfusion.decode import METHODS
+from lmfusion.decoding import METHODS
 
 
 def _check_png(path: Path) -> None:

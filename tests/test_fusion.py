@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lmfusion import fusion
+from lmfusion.decoding import fit, fusion
 from lmfusion.errors import ParamError
-from lmfusion.heatmaps import decode, encode
+from lmfusion.decoding.peaks import decode
+from lmfusion.heatmaps import encode
 
 H = W = 64
 
@@ -99,7 +100,7 @@ def test_subpixel_refinement_of_the_product_recovers_the_peak() -> None:
 def test_residual_sigma_is_the_per_axis_rms_with_a_floor() -> None:
     truth = np.zeros((2, 3, 2))
     reg = np.array([[[3.0, 4.0], [0.1, 0.0], [1.0, 1.0]], [[0.0, 0.0], [0.0, 0.1], [np.nan, np.nan]]])
-    sigma = fusion.residual_sigma(reg, truth)
+    sigma = fit.residual_sigma(reg, truth)
     np.testing.assert_allclose(sigma, [np.sqrt(25 / 2 / 2), 0.5, 1.0])
 
 
@@ -120,7 +121,7 @@ def _val_rates(table: list[dict]) -> dict:
 def test_auto_sigma_picks_argmax_when_the_regressor_is_bad() -> None:
     hm, reg, truth = _val_split(np.random.default_rng(0), n=12, k=3, impostors=False, reg_noise=12.0)
     mm = np.full((12, 2), 1.0)
-    sigma, table = fusion.auto_sigma(hm, reg, truth, mm, [0.5, 1.0, 2.0, 4.0], radius_mm=2.0, min_product=1e-4)
+    sigma, table = fit.auto_sigma(hm, reg, truth, mm, [0.5, 1.0, 2.0, 4.0], radius_mm=2.0, min_product=1e-4)
     assert np.all(np.isinf(sigma))
     chosen = [r for r in table if r["chosen"]]
     assert len(chosen) == 1 and chosen[0]["scale"] == "argmax" and chosen[0]["sdr"] == 1.0
@@ -130,20 +131,20 @@ def test_auto_sigma_picks_argmax_when_the_regressor_is_bad() -> None:
 def test_auto_sigma_picks_a_finite_sigma_when_the_heatmap_has_impostors() -> None:
     hm, reg, truth = _val_split(np.random.default_rng(1), n=12, k=3, impostors=True, reg_noise=2.0)
     mm = np.full((12, 2), 0.8)
-    sigma, table = fusion.auto_sigma(hm, reg, truth, mm, [0.5, 1.0, 2.0, 4.0], radius_mm=2.0, min_product=1e-4)
+    sigma, table = fit.auto_sigma(hm, reg, truth, mm, [0.5, 1.0, 2.0, 4.0], radius_mm=2.0, min_product=1e-4)
     assert np.all(np.isfinite(sigma) & (sigma > 0))
     rates = _val_rates(table)
     best = max(rates[s] for s in rates if s not in ("argmax", "direct"))
     assert best > max(rates["argmax"], rates["direct"])
     chosen = next(r for r in table if r["chosen"])
-    np.testing.assert_allclose(sigma, fusion.residual_sigma(reg, truth) * chosen["scale"])
+    np.testing.assert_allclose(sigma, fit.residual_sigma(reg, truth) * chosen["scale"])
     assert chosen["sdr"] == best
 
 
 def test_auto_sigma_picks_direct_when_the_heatmap_is_empty() -> None:
     hm, reg, truth = _val_split(np.random.default_rng(2), n=6, k=2, impostors=False, reg_noise=1.0)
-    sigma, table = fusion.auto_sigma(np.zeros_like(hm), reg, truth, np.ones((6, 2)), [1.0], 4.0, 1e-4)
+    sigma, table = fit.auto_sigma(np.zeros_like(hm), reg, truth, np.ones((6, 2)), [1.0], 4.0, 1e-4)
     np.testing.assert_array_equal(sigma, 0.0)
     assert next(r for r in table if r["chosen"])["scale"] == "direct"
     with pytest.raises(ParamError, match="auto_scales"):
-        fusion.auto_sigma(hm, reg, truth, np.ones((6, 2)), [0.0], 4.0, 1e-4)
+        fit.auto_sigma(hm, reg, truth, np.ones((6, 2)), [0.0], 4.0, 1e-4)

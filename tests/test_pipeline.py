@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 QUEUE_TIMEOUT_S = 900  # the queued fusion-only experiment takes well under a minute on 2 CPU cores
 
-from lmfusion.decode import METHODS
+from lmfusion.decoding import METHODS
 
 
 def test_repro_writes_metrics_plots_and_report(tiny_pipeline):
@@ -40,7 +40,7 @@ def test_repro_writes_metrics_plots_and_report(tiny_pipeline):
     assert "| chain (joint decode of the 11) |" in report and "## The chain decode" in report
     assert "## Level identification experiments" in report and "| sacrum |" in report  # experiments/*.csv
     assert (root / "reports" / "figures" / "sigma_sweep.png").exists()
-    fitted = json.loads((root / "models" / "fusion.json").read_text())
+    fitted = json.loads((root / "models" / "decoder.json").read_text())
     assert len(fitted["sigma_hm"]) == 11 and fitted["fit"]["mode"] == "auto"
     assert run(["dvc", "status", "--quiet"], root, check=False).returncode == 0  # everything up to date
     assert "Running stage 'pretrain_" not in tiny_pipeline["repro"].stdout  # pretrain.sets: [] has no such stages
@@ -64,7 +64,7 @@ def test_mlflow_groups_training_and_evaluation(tiny_pipeline):
     evaluate = by_stage["evaluate"][0]
     assert "test.fused.sdr.8mm" in evaluate.data.metrics
     bundle = {a.path for a in client.list_artifacts(evaluate.info.run_id, "pipeline/models")}
-    assert {"pipeline/models/xception", "pipeline/models/unet", "pipeline/models/fusion.json"} <= bundle
+    assert {"pipeline/models/xception", "pipeline/models/unet", "pipeline/models/decoder.json"} <= bundle
 
 
 def test_fusion_param_reruns_only_evaluate_and_report(tiny_pipeline, tmp_path):

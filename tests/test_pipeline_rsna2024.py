@@ -10,7 +10,7 @@ import pytest
 
 from conftest import TINY_PARAMS, deep_update, make_pipeline_repo, run
 from lmfusion.data.readers.rsna2024 import DISCS
-from lmfusion.decode import METHODS
+from lmfusion.decoding import METHODS
 
 pytestmark = pytest.mark.slow
 

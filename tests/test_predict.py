@@ -12,7 +12,7 @@ import pytest
 
 from conftest import run
 from lmfusion.data.dicom import read_dicom
-from lmfusion.decode import METHODS
+from lmfusion.decoding import METHODS
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +44,7 @@ def test_study_folder_chooses_mid_sagittal_t2(tiny_pipeline, tmp_path):
     study = sorted((root / "data" / "lumbar_train150").iterdir())[0]
     proc = run(["lmfusion", "predict", str(study), "--out", str(tmp_path), "--pipeline", str(root)], root)
     record = json.loads((tmp_path / f"{study.name}.json").read_text())
-    best = json.loads((root / "models" / "fusion.json").read_text())["best_method"]
+    best = json.loads((root / "models" / "decoder.json").read_text())["best_method"]
     assert record["method"] == best and f"method: {best} (the best on the validation split)" in proc.stderr
     import pydicom
 
@@ -93,13 +93,13 @@ def test_missing_model_is_one_line_error(tiny_pipeline, tmp_path):
 def test_api_matches_the_evaluate_stage(tiny_pipeline):
     from lmfusion import LandmarkPredictor
     from lmfusion.data.prepared import load_prepared
-    from lmfusion.decode import LandmarkDecoder
+    from lmfusion.decoding import LandmarkDecoder
     from lmfusion.evaluation import decode_split, load_split
 
     root = tiny_pipeline["root"]
     data = load_prepared(root / "build" / "prepared", tuple(NAMES))
     test = load_split(root / "build" / "outputs", "test", data)
-    decoded = decode_split(test, LandmarkDecoder.load(root / "models" / "fusion.json"))
+    decoded = decode_split(test, LandmarkDecoder.load(root / "models" / "decoder.json"))
     predictor = LandmarkPredictor.from_pipeline(root)
     row = int(test.rows[0])
     image = read_dicom(root / "data" / data.index["source"].iloc[row])

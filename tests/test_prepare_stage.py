@@ -17,7 +17,7 @@ from lmfusion.config import LANDMARKS, PrepareConfig
 from lmfusion.data.dicom import read_dicom
 from lmfusion.data.prepared import load_prepared
 from lmfusion.data.preprocess import preprocess
-from lmfusion.heatmaps import decode
+from lmfusion.decoding.peaks import decode
 from test_readers import SPLIT, points_of, truth_points, write_challenge
 
 REPO = Path(__file__).resolve().parents[1]

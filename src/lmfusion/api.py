@@ -1,6 +1,6 @@
 """The public API for new images: `LandmarkPredictor` chains preprocess -> network outputs -> decode.
 
-The decode is the evaluate stage's own (`lmfusion.decode.LandmarkDecoder`), so the API and the evaluation give the
+The decode is the evaluate stage's own (`lmfusion.decoding.LandmarkDecoder`), so the API and the evaluation give the
 same coordinates for the same image. Legend: K landmarks.
 """
 
@@ -15,12 +15,12 @@ import numpy as np
 
 from lmfusion.config import FusionConfig, PrepareConfig, load_params
 from lmfusion.data.preprocess import preprocess
-from lmfusion.decode import METHODS, LandmarkDecoder
+from lmfusion.decoding import DECODER_FILE, METHODS, LandmarkDecoder
 from lmfusion.errors import DataError, ParamError
 from lmfusion.infer import Networks
 
 MODEL_FILES = {"regressor": Path("models/xception/model.pt"), "heatmap": Path("models/unet/model.pt")}
-FUSION_FILE = Path("models/fusion.json")
+MODELS_DIR = Path("models")  # the decoder is MODELS_DIR / DECODER_FILE
 SPACING_RANGE_MM = (0.2, 2.0)  # plausible in-plane spacing of sagittal lumbar MRI
 LOW_CONFIDENCE = 0.1  # U-Net probability at the chosen point below which a landmark is flagged
 MIN_SIDE_PX = 32  # an image narrower or shorter than this cannot show a lumbar spine: refused, not guessed at
@@ -95,7 +95,7 @@ class LandmarkPredictor:
                       device: str | None = None) -> LandmarkPredictor:
         """Load the models, params.yaml and the fitted decoder from a pipeline folder (or a downloaded copy).
 
-        method: one of decode.METHODS; None takes the one that was best on the validation split.
+        method: one of decoding.METHODS; None takes the one that was best on the validation split.
         sigma: a fixed fusion prior sigma (heatmap px) instead of the fitted one.
         """
         root = Path(root)
@@ -107,11 +107,11 @@ class LandmarkPredictor:
         fusion_cfg: FusionConfig = params["fusion"]
         chosen = sigma if sigma is not None else fusion_cfg.sigma
         try:
-            fitted = LandmarkDecoder.load(root / FUSION_FILE)
+            fitted = LandmarkDecoder.load(root / MODELS_DIR / DECODER_FILE)
         except (OSError, ValueError, KeyError):
             fitted = None
         if chosen == "auto" and fitted is None:
-            raise DataError(f"{root / FUSION_FILE}: missing or unreadable; fusion.sigma is auto, so run the "
+            raise DataError(f"{root / MODELS_DIR / DECODER_FILE}: missing or unreadable; fusion.sigma is auto, so run the "
                             "evaluate stage first (dvc repro) or pass a sigma")
         decoder = fitted
         if chosen != "auto":  # a fixed prior sigma; the fitted chain (when there is one) is kept

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from lmfusion.config import LANDMARKS
-from lmfusion.decode import METHODS
+from lmfusion.decoding import METHODS
 from lmfusion.errors import LmfusionError
 from lmfusion.stage import stage_main
 
@@ -56,7 +56,7 @@ def _add_predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pipeline", default=".", help="pipeline folder holding params.yaml and models/ (default: .)")
     p.add_argument("--mlflow-uri", help="load the pipeline from an MLflow artifact URI instead (runs:/<id>/pipeline)")
     p.add_argument("--method", choices=METHODS, default=None,
-                   help="decode method (default: the one best on the validation split, from models/fusion.json)")
+                   help="decode method (default: the one best on the validation split, from models/decoder.json)")
     p.add_argument("--sigma", type=float, help="fusion prior sigma in heatmap pixels (default: fusion.sigma)")
     p.add_argument("--spacing", type=float, nargs="+", metavar="MM",
                    help="pixel spacing (x [y]) in mm for images without it (PNG/JPG/TIF); default 1.0 with a warning")

@@ -1,4 +1,5 @@
-"""Evaluation on cached network outputs: fit the fusion sigma on val, decode test with every method, measure in mm.
+"""Evaluation on cached network outputs: the infer stage's outputs per split, decoded by every method and measured
+in mm, per landmark and per study (the decoder itself is fitted by `lmfusion.decoding.fit`).
 
 Legend: N images, K landmarks, H x W heatmap pixels.
 """
@@ -13,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lmfusion import chain_fit, fusion, metrics
-from lmfusion.config import ChainConfig, EvaluateConfig, FusionConfig
+from lmfusion import metrics
+from lmfusion.config import EvaluateConfig
 from lmfusion.coords import from_norm, rescale
 from lmfusion.data.prepared import Prepared
+from lmfusion.decoding import METHODS, Decoded, LandmarkDecoder
 from lmfusion.errors import DataError
-from lmfusion.decode import METHODS, Decoded, LandmarkDecoder
 
 
 @dataclass(frozen=True)
@@ -70,40 +71,6 @@ def load_metas(outputs_dir: str | os.PathLike) -> dict[str, dict]:
         return json.loads((Path(outputs_dir) / "networks.json").read_text())
     except (OSError, ValueError):
         return {}
-
-
-def fit_sigma(val: SplitOutputs, cfg: FusionConfig, target_radius: float) -> tuple[np.ndarray, dict]:
-    """(K,) prior sigma in heatmap pixels: the fixed param, or `auto` fitted on the validation split; and the fit."""
-    k = val.coords_norm.shape[1]
-    if cfg.sigma != "auto":
-        return np.full(k, float(cfg.sigma)), {"mode": "fixed", "sigma_hm": float(cfg.sigma)}
-    if len(val.rows) == 0:
-        raise DataError("fusion.sigma is auto but the validation split is empty; set prepare.val_size >= 1")
-    sigma, table = fusion.auto_sigma(val.heatmaps, val.regressed_hm(), val.truth_hm(), val.mm_per_hm_px(),
-                                     cfg.auto_scales, target_radius, cfg.min_product)
-    return np.asarray(sigma, dtype=np.float64), {"mode": "auto", "candidates": table}
-
-
-def fit_decoder(val: SplitOutputs, train_truth: np.ndarray, train_spacing: np.ndarray, fcfg: FusionConfig,
-                ccfg: ChainConfig, target_radius: float) -> tuple[LandmarkDecoder, dict]:
-    """The decoder fitted as the params say: the fusion sigma and the chain weights on the validation split, the
-    chain's displacement model on the training split's ground truth (N_train, K, 2) with its spacing (N_train, 2),
-    and the level_uncertain threshold on the validation split's wrong-level studies. Returns it and the fit."""
-    sigma, fit = fit_sigma(val, fcfg, target_radius)
-    if len(val.rows) == 0 or len(train_truth) == 0:
-        raise DataError("the chain decode is fitted on the train and validation splits; both must hold studies")
-    model = chain_fit.fit_chain_model(train_truth, train_spacing, ccfg.unit)
-    settings, table = chain_fit.fit_chain(val.heatmaps, val.regressed_hm(), val.truth_hm(), val.mm_per_hm_px(),
-                                          sigma, model, radius_mm=target_radius, min_product=fcfg.min_product,
-                                          min_sep=ccfg.min_sep, **ccfg.grid())
-    decoder = LandmarkDecoder(sigma, fcfg.min_product, chain_model=model, chain=settings)
-    decoded = decode_split(val, decoder)
-    wrong = metrics.wrong_level_studies(decoded.xy["chain"], val.truth, val.spacing)  # (N,)
-    threshold = (chain_fit.fit_margin_threshold(decoded.margin, wrong) if ccfg.margin_threshold == "auto"
-                 else float(ccfg.margin_threshold))
-    fit["chain"] = {"settings": settings.to_dict(), "candidates": table, "margin_threshold": threshold,
-                    "margin_threshold_mode": "auto" if ccfg.margin_threshold == "auto" else "fixed"}
-    return decoder.replace(margin_threshold=threshold), fit
 
 
 def best_method(val_results: dict, radius: float) -> str:
@@ -175,7 +142,3 @@ def sdr_curve(decoded: Decoded, split: SplitOutputs, radii: np.ndarray) -> dict[
         err = metrics.radial_errors(decoded.xy[m], split.truth, split.spacing)  # (N, K)
         curves[m] = [float((err <= r).mean()) for r in radii]
     return curves
-
-
-def errors_by_method(decoded: Decoded, split: SplitOutputs) -> dict[str, np.ndarray]:
-    return {m: metrics.radial_errors(decoded.xy[m], split.truth, split.spacing) for m in METHODS}

@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from lmfusion import charts, fusion
+from lmfusion import charts
+from lmfusion.decoding import fusion
 from lmfusion.config import EvaluateConfig
 from lmfusion.coords import rescale
 from lmfusion.data.prepared import Prepared
@@ -20,7 +21,7 @@ from lmfusion.drawing import COLORS, draw_points, montage, to_bgr, write_png
 
 if TYPE_CHECKING:
     from lmfusion.evaluation import SplitOutputs
-    from lmfusion.decode import Decoded
+    from lmfusion.decoding import Decoded
 
 SHOWN = ("direct", "argmax", "fused", "chain")
 

@@ -1,6 +1,6 @@
 """Inference: both trained networks and their raw outputs (the infer stage's and the predictor's forward pass).
 
-`Networks.outputs` turns preprocessed images into the raw outputs that `lmfusion.decode.LandmarkDecoder` decodes:
+`Networks.outputs` turns preprocessed images into the raw outputs that `lmfusion.decoding.LandmarkDecoder` decodes:
 the regressor's normalized coordinates and the U-Net's heatmap probabilities.
 
 Legend: N images, K landmarks, S network input side, H x W heatmap pixels.

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from lmfusion import metrics
-from lmfusion.decode import METHODS, LandmarkDecoder
+from lmfusion.decoding import METHODS, LandmarkDecoder
 from lmfusion.evaluation import SplitOutputs, decode_split
 
 FIGURES = (
@@ -118,7 +118,7 @@ class ReportInputs:
     evaluate: dict  # metrics/evaluate.json
     prepare: dict  # metrics/prepare.json
     trains: dict[str, dict]  # {stage: metrics/<stage>.json}
-    fitted: dict  # models/fusion.json: the decoder and how it was fitted
+    fitted: dict  # models/decoder.json: the decoder and how it was fitted
     sigma_hm: np.ndarray  # (K,) the decoder's prior sigma
     chain_example: bool = False  # the evaluate stage drew a study the chain fixed (chain_example.png)
     finetune: dict | None = None  # benchmarks/bench_finetune.py's finetune.json, when it has been run

@@ -18,7 +18,7 @@ from lmfusion.metrics import radius_key
 
 log = logging.getLogger("lmfusion")
 
-PIPELINE_FILES = ("params.yaml", "models/xception/model.pt", "models/unet/model.pt", "models/fusion.json")
+PIPELINE_FILES = ("params.yaml", "models/xception/model.pt", "models/unet/model.pt", "models/decoder.json")
 def flat_metrics(results: dict, prefix: str = "") -> dict[str, float]:
     """{"test.fused.sdr.8mm": 0.99, ...} from nested results; non-numbers are left out."""
     out: dict[str, float] = {}

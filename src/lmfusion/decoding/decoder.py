@@ -3,7 +3,14 @@
 One codec owns the decode end to end (the method names, the fusion prior, the chain decode, the rescaling from
 heatmap to original pixels, the scores and the study-level confidence), so the evaluate stage, the report,
 `LandmarkPredictor` and `lmfusion predict` give the same coordinates for the same outputs. Pure numpy: reading
-cached outputs needs no torch.
+cached outputs needs no torch. Fitted by `lmfusion.decoding.fit`, saved as models/decoder.json.
+
+"chain" names three things, one each:
+- the method "chain" (and "chain_subpixel"): what `Decoded.xy["chain"]` holds, the answer of the fitted decode;
+  where fitting found the fused or argmax landmarks better on the validation split (`ChainSettings.mode`), the
+  method gives those, and the joint DP still gives the margin;
+- the params section `chain:` (lmfusion.config.ChainConfig): the grid the weights are fitted on, and the flag;
+- the module `lmfusion.decoding.chain`: the joint DP over landmark candidates (ChainModel, ChainSettings).
 
 Legend: N images, K landmarks, H x W heatmap pixels. Raw outputs are the regressor's normalized coordinates
 (N, K, 2) in 0..1 and the U-Net's probabilities (N, K, H, W); sizes are the original (width, height) per image and
@@ -14,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +29,14 @@ from typing import Any
 
 import numpy as np
 
-from lmfusion import chain, fusion
-from lmfusion import heatmaps as hmc
 from lmfusion.coords import from_norm, rescale
+from lmfusion.decoding import chain, fusion, peaks
 from lmfusion.errors import DataError
+
+log = logging.getLogger("lmfusion")
+
+DECODER_FILE = "decoder.json"  # in the models folder: the fitted decoder (the evaluate stage writes it)
+LEGACY_DECODER_FILE = "fusion.json"  # its name before this release: still read, with a warning
 
 METHODS = ("direct", "argmax", "argmax_subpixel", "fused", "fused_subpixel", "chain", "chain_subpixel")
 
@@ -61,7 +73,7 @@ class LandmarkDecoder:
         sigma_hm: (K,) fusion prior sigma in heatmap pixels (inf: plain argmax, 0: the regressed point).
         min_product: below this peak of prior x heatmap the regressed point is kept (a fallback).
         chain_model: the neighbour displacement model; None decodes "chain" as "fused" (with a NaN margin).
-        chain: the chain decode's weights and mode (lmfusion.chain.ChainSettings).
+        chain: the chain decode's weights and mode (lmfusion.decoding.chain.ChainSettings).
         margin_threshold: a study whose chain margin is below it is flagged level_uncertain.
         best_method: the method that was best on the validation split (what `lmfusion predict` uses by default).
     """
@@ -91,7 +103,7 @@ class LandmarkDecoder:
         src = (np.float64(w), np.float64(h))
         dst = (sizes[:, None, 0], sizes[:, None, 1])
         xy = {m: rescale(in_hm.xy[m], src, dst) for m in METHODS}
-        scores = {m: _values_at(heatmaps, in_hm.xy[m]) for m in METHODS}
+        scores = {m: peaks.values_at(heatmaps, in_hm.xy[m]) for m in METHODS}
         return Decoded(xy=xy, scores=scores, fallback=in_hm.fallback, margin=in_hm.margin,
                        level_uncertain=in_hm.margin < self.margin_threshold)
 
@@ -112,18 +124,23 @@ class LandmarkDecoder:
         xy = {m: np.empty((n, k, 2)) for m in METHODS}
         xy["direct"] = xy_reg_hm.copy()
         fallback = np.zeros((n, k), bool)
-        for sl, hm, xr in fusion.chunks(heatmaps, xy_reg_hm):
-            xy["argmax"][sl], _ = hmc.argmax(hm)
-            xy["argmax_subpixel"][sl] = hmc.refine(hm, xy["argmax"][sl])
-            out = fusion.decode_chunk(hm, xr, sigma, self.min_product, subpixel=True)
+        for sl, hm, xr in peaks.chunks(heatmaps, xy_reg_hm):
+            xy["argmax"][sl], _ = peaks.argmax(hm)
+            xy["argmax_subpixel"][sl] = peaks.refine(hm, xy["argmax"][sl])
+            out = fusion.fuse_chunk(hm, xr, sigma, self.min_product, subpixel=True)
             xy["fused"][sl], xy["fused_subpixel"][sl] = out["xy"], out["xy_sub"]
             fallback[sl] = out["fallback"]
-        if self.chain_model is None:
-            xy["chain"], xy["chain_subpixel"], margin = xy["fused"], xy["fused_subpixel"], np.full(n, np.nan)
-        else:
+        margin = np.full(n, np.nan)
+        if self.chain_model is not None:
             mm = np.ones((n, 2)) if mm_per_hm_px is None else mm_per_hm_px
             res = chain.decode(heatmaps, xy_reg_hm, mm, sigma, self.chain_model, self.chain, self.min_product)
-            xy["chain"], xy["chain_subpixel"], margin = res.xy_hm, res.xy_sub_hm, res.margin
+            margin = res.margin
+        if self.chain_model is None or self.chain.mode == "fused":
+            xy["chain"], xy["chain_subpixel"] = xy["fused"], xy["fused_subpixel"]
+        elif self.chain.mode == "argmax":
+            xy["chain"], xy["chain_subpixel"] = xy["argmax"], xy["argmax_subpixel"]
+        else:
+            xy["chain"], xy["chain_subpixel"] = res.xy_hm, res.xy_sub_hm
         return HeatmapDecoded(xy=xy, fallback=fallback, margin=margin)
 
     def replace(self, **changes: Any) -> LandmarkDecoder:
@@ -138,8 +155,8 @@ class LandmarkDecoder:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> LandmarkDecoder:
-        """The decoder the evaluate stage fitted (models/fusion.json)."""
-        raw = json.loads(Path(path).read_text())
+        """The decoder the evaluate stage fitted: a decoder.json file, or a models folder holding one."""
+        raw = json.loads(decoder_path(path).read_text())
         model = raw.get("chain_model")
         return cls(sigma_hm=np.asarray([float(s) for s in raw["sigma_hm"]], dtype=np.float64),
                    min_product=float(raw["min_product"]),
@@ -147,13 +164,6 @@ class LandmarkDecoder:
                    chain=chain.ChainSettings.from_dict(raw.get("chain", {})),
                    margin_threshold=float(raw.get("margin_threshold", 0.0)),
                    best_method=raw.get("best_method", "fused"))
-
-
-def _values_at(heatmaps: np.ndarray, xy_hm: np.ndarray) -> np.ndarray:
-    """(N, K) heatmap values at the nearest pixel of (N, K, 2) points (clipped into the map)."""
-    n, k, h, w = heatmaps.shape
-    px = np.clip(np.rint(xy_hm), 0, [w - 1, h - 1]).astype(np.int64)  # (N, K, 2)
-    return heatmaps[np.arange(n)[:, None], np.arange(k)[None, :], px[..., 1], px[..., 0]].astype(np.float64)
 
 
 def _check_4d(heatmaps: np.ndarray) -> np.ndarray:
@@ -165,3 +175,14 @@ def _check_4d(heatmaps: np.ndarray) -> np.ndarray:
 def sigma_to_json(sigma_hm: np.ndarray) -> list:
     """(K,) sigmas as strict JSON: an infinite sigma (plain argmax) is written "inf"."""
     return [float(s) if np.isfinite(s) else "inf" for s in sigma_hm]
+
+
+def decoder_path(path: str | os.PathLike) -> Path:
+    """The decoder file at `path`, or in the models folder `path`; the old name (fusion.json) with a warning."""
+    path = Path(path)
+    folder, name = (path, DECODER_FILE) if path.is_dir() else (path.parent, path.name)
+    if name == DECODER_FILE and not (folder / name).exists() and (folder / LEGACY_DECODER_FILE).is_file():
+        log.warning("%s: read under its old name; rerun the evaluate stage (dvc repro) to write %s, the only name "
+                    "the next release reads", folder / LEGACY_DECODER_FILE, DECODER_FILE)
+        return folder / LEGACY_DECODER_FILE
+    return folder / name

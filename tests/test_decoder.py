@@ -3,18 +3,20 @@ decoder's file, and one definition of the method names (dvc.yaml's plots name th
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
-from lmfusion import chain_fit, fusion
-from lmfusion.chain import ChainSettings
+from lmfusion.decoding import fit, fusion, peaks
+from lmfusion.decoding.chain import ChainSettings
 from lmfusion.coords import rescale, to_norm
-from lmfusion.decode import METHODS, LandmarkDecoder
+from lmfusion.decoding import DECODER_FILE, METHODS, LandmarkDecoder
 from lmfusion.errors import DataError
-from lmfusion.heatmaps import decode, encode
+from lmfusion.decoding.peaks import decode
+from lmfusion.heatmaps import encode
 from lmfusion.io import write_json
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,7 +42,7 @@ def test_decode_hm_gives_every_method_and_is_chunk_invariant(monkeypatch: pytest
     np.testing.assert_array_equal(out.xy["fused"], fusion.fuse(hm, xy_reg, sigma, 1e-4).xy_hm)
     np.testing.assert_array_equal(out.xy["fused_subpixel"], fusion.fuse(hm, xy_reg, sigma, 1e-4, True).xy_hm)
     assert out.fallbacks == int(out.fallback.sum())
-    monkeypatch.setattr(fusion, "CHUNK_ELEMENTS", H * W * 3 * 2)  # two images per chunk
+    monkeypatch.setattr(peaks, "CHUNK_ELEMENTS", H * W * 3 * 2)  # two images per chunk
     small = LandmarkDecoder(sigma, 1e-4).decode_hm(hm, xy_reg)
     for m in out.xy:
         np.testing.assert_array_equal(small.xy[m], out.xy[m])
@@ -64,16 +66,31 @@ def test_decode_rescales_every_method_to_the_original_pixels() -> None:
 
 
 def test_decoder_file_round_trip_keeps_infinite_sigma(tmp_path: Path) -> None:
-    model = chain_fit.fit_chain_model(np.cumsum(np.ones((4, 3, 2)), axis=1), np.ones((4, 2)))
+    model = fit.fit_chain_model(np.cumsum(np.ones((4, 3, 2)), axis=1), np.ones((4, 2)))
     decoder = LandmarkDecoder(np.array([1.5, np.inf, 0.0]), 0.001, chain_model=model,
                               chain=ChainSettings(prior_weight=0.5, n_candidates=3), margin_threshold=2.5,
                               best_method="chain_subpixel")
-    write_json(tmp_path / "fusion.json", {**decoder.to_dict(), "fit": {"mode": "fixed"}})
-    loaded = LandmarkDecoder.load(tmp_path / "fusion.json")
+    write_json(tmp_path / DECODER_FILE, {**decoder.to_dict(), "fit": {"mode": "fixed"}})
+    for path in (tmp_path / DECODER_FILE, tmp_path):  # the file, or the models folder holding it
+        loaded = LandmarkDecoder.load(path)
+        np.testing.assert_array_equal(loaded.sigma_hm, decoder.sigma_hm)
+        np.testing.assert_allclose(loaded.chain_model.cov, model.cov)
+        assert (loaded.min_product, loaded.chain, loaded.margin_threshold, loaded.best_method) == (
+            decoder.min_product, decoder.chain, 2.5, "chain_subpixel")
+
+
+def test_the_old_decoder_file_name_is_read_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    decoder = LandmarkDecoder(np.array([1.5, np.inf]), 0.001, best_method="fused")
+    write_json(tmp_path / "fusion.json", decoder.to_dict())
+    with caplog.at_level(logging.WARNING, logger="lmfusion"):
+        loaded = LandmarkDecoder.load(tmp_path / DECODER_FILE)
     np.testing.assert_array_equal(loaded.sigma_hm, decoder.sigma_hm)
-    np.testing.assert_allclose(loaded.chain_model.cov, model.cov)
-    assert (loaded.min_product, loaded.chain, loaded.margin_threshold, loaded.best_method) == (
-        decoder.min_product, decoder.chain, 2.5, "chain_subpixel")
+    assert "fusion.json" in caplog.text and DECODER_FILE in caplog.text
+    caplog.clear()
+    write_json(tmp_path / DECODER_FILE, decoder.replace(best_method="argmax").to_dict())
+    assert LandmarkDecoder.load(tmp_path).best_method == "argmax" and not caplog.text  # the new name wins, silently
+    with pytest.raises(OSError):
+        LandmarkDecoder.load(tmp_path / "elsewhere" / DECODER_FILE)
 
 
 def test_without_a_chain_model_chain_is_fused_and_nothing_is_flagged() -> None:
@@ -87,7 +104,7 @@ def test_the_chain_pulls_a_level_off_landmark_back_and_flags_by_margin() -> None
     truth = np.array([[[32.0, 8.0 + 8 * k] for k in range(6)]])  # (1, K=6, 2): a chain down the middle
     hm = np.maximum(encode(truth, H, W, 1.5), 0.5 * encode(truth + [0.0, 16.0], H, W, 1.5))  # a level-down rival
     hm[0, 2] = np.maximum(0.6 * hm[0, 2], encode(truth[0, 4], H, W, 1.5))  # landmark 2 peaks two places down
-    model = chain_fit.fit_chain_model(np.repeat(truth, 5, 0) + np.random.default_rng(0).normal(0, 0.3, (5, 6, 2)),
+    model = fit.fit_chain_model(np.repeat(truth, 5, 0) + np.random.default_rng(0).normal(0, 0.3, (5, 6, 2)),
                                       np.ones((5, 2)))
     decoder = LandmarkDecoder(np.full(6, np.inf), 1e-4, chain_model=model,
                               chain=ChainSettings(prior_weight=0.0, pairwise_weight=1.0, n_candidates=3))

@@ -1,5 +1,5 @@
-"""Joint decode of the landmark chain: the K landmarks chosen as one configuration by exact dynamic programming
-(Viterbi), so a whole-level shift, invisible to each landmark decoded alone, is pulled back by the neighbours.
+"""The chain decode (the method "chain"): the K landmarks chosen jointly as one configuration by exact dynamic
+programming (Viterbi), so a whole-level shift, invisible to each landmark decoded alone, is pulled back by the neighbours.
 
 Candidates of landmark k: the top local maxima of its channel, the regressed point (so an empty channel still has
 one) and optionally the peaks of k - 2 and k + 2 (same kind, a level up and down) at a log penalty. Unary: log
@@ -16,15 +16,14 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from lmfusion import fusion
-from lmfusion import heatmaps as hmc
+from lmfusion.decoding import peaks
+from lmfusion.decoding.fusion import sigma_vector
 from lmfusion.errors import DataError, ParamError
 
 MODES = ("chain", "fused", "argmax")
 UNITS = ("mm", "spine")
 EPS = 1e-6  # heatmap floor before the log: a channel without mass costs a finite log(1e-6), not -inf
 COV_REG = 0.05  # added variance (COV_REG x mean step)^2: a degenerate fit (one study) stays invertible
-CHUNK_ELEMENTS = 1 << 22  # heatmap values searched for peaks at once (16 MB of float32): bounded memory for any N
 
 
 @dataclass(frozen=True)
@@ -63,7 +62,8 @@ class ChainModel:
 
 @dataclass(frozen=True)
 class ChainSettings:
-    """How `decode` decodes: mode "chain" (joint DP), "fused" or "argmax" (fusion.fuse with sigma_hm or inf)."""
+    """The chain decode's weights, and the decoder's `mode`: what the method "chain" answers, the joint DP's choice
+    ("chain") or, where fitting on the validation split found it better, the "fused" or "argmax" landmarks."""
 
     mode: str = "chain"
     prior_weight: float = 0.25
@@ -100,7 +100,7 @@ class ChainResult:
 @dataclass(frozen=True)
 class _Scan:
     xy: np.ndarray  # (N, K, n, 2) own peaks, strongest first; NaN where a channel has fewer than n
-    xy_sub: np.ndarray  # (N, K, n, 2) the peaks refined by hmc.refine
+    xy_sub: np.ndarray  # (N, K, n, 2) the peaks refined by peaks.refine
     val: np.ndarray  # (N, K, n) peak values, 0 where missing
     reg_val: np.ndarray  # (N, K) heatmap at the regressed point's nearest pixel, 0 outside
 
@@ -118,54 +118,17 @@ def chain_length(xy: np.ndarray, scale: np.ndarray) -> np.ndarray:
     return np.linalg.norm((xy[:, -1] - xy[:, 0]) * scale, axis=-1)
 
 
-def _scan_chunk(hm: np.ndarray, xy_reg: np.ndarray, n: int, floor: float) -> tuple[np.ndarray, ...]:
-    """Top-n local maxima of (S, K, H, W) float32 maps and the maps at (S, K, 2) regressed points."""
-    s, k, h, w = hm.shape
-    pad = np.pad(hm, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=-np.inf)  # (S, K, H+2, W+2)
-    row3 = np.maximum(np.maximum(pad[..., :-2], pad[..., 1:-1]), pad[..., 2:])  # (S, K, H+2, W) max of x-1..x+1
-    # strict against the neighbours before in raster order, >= against those after: a plateau keeps its first pixel
-    before = np.maximum(row3[..., :-2, :], pad[..., 1:-1, :-2])  # row above, and the left neighbour
-    after = np.maximum(row3[..., 2:, :], pad[..., 1:-1, 2:])  # row below, and the right neighbour
-    flat = np.where((hm >= floor) & (hm > before) & (hm >= after), hm, -np.inf).reshape(s * k, h * w)
-    rows, idx, val = np.arange(s * k), np.zeros((s * k, n), np.int64), np.zeros((s * k, n))
-    for j in range(n):  # n argmax passes beat sorting the thousands of tiny noise peaks; ties: lowest pixel
-        idx[:, j] = flat.argmax(-1)
-        val[:, j] = flat[rows, idx[:, j]]
-        flat[rows, idx[:, j]] = -np.inf
-    xy = np.stack([idx % w, idx // w], -1).astype(np.float64)  # (S*K, n, 2)
-    xy_sub = xy + _peak_offsets(hm.reshape(s * k, h, w), rows[:, None], idx // w, idx % w)
-    missing = ~np.isfinite(val)
-    xy[missing], xy_sub[missing], val[missing] = np.nan, np.nan, 0.0
-    ij = np.rint(xy_reg).astype(np.int64)  # (S, K, 2)
-    inside = (ij >= 0).all(-1) & (ij[..., 0] < w) & (ij[..., 1] < h)
-    ij = np.where(inside[..., None], ij, 0)
-    reg_val = np.where(inside, hm[np.arange(s)[:, None], np.arange(k), ij[..., 1], ij[..., 0]], 0.0)
-    return xy.reshape(s, k, n, 2), xy_sub.reshape(s, k, n, 2), val.reshape(s, k, n), reg_val
-
-
-def _peak_offsets(maps: np.ndarray, m: np.ndarray, yi: np.ndarray, xi: np.ndarray) -> np.ndarray:
-    """(..., 2) sub-pixel offsets of peaks (yi, xi) of maps[m], by hmc.refine on the 3 x 3 patch around each (the
-    same log-parabola as on the full map, a fraction of the work); on the map's border an axis stays put."""
-    h, w = maps.shape[-2:]
-    ys, xs = np.clip(yi[..., None] + np.arange(-1, 2), 0, h - 1), np.clip(xi[..., None] + np.arange(-1, 2), 0, w - 1)
-    patch = maps[m[..., None, None], ys[..., :, None], xs[..., None, :]]  # (..., 3, 3)
-    off = hmc.refine(patch, np.ones((*yi.shape, 2))) - 1.0
-    return off * np.stack([(xi > 0) & (xi < w - 1), (yi > 0) & (yi < h - 1)], -1)
-
-
 def scan_peaks(heatmaps: np.ndarray, xy_reg: np.ndarray, n: int, floor: float) -> _Scan:
-    """Peaks of every channel, in chunks of studies cast to float32 (the cache is float16)."""
-    step = max(1, CHUNK_ELEMENTS // max(1, int(np.prod(heatmaps.shape[1:]))))
-    parts = [_scan_chunk(heatmaps[i:i + step].astype(np.float32), xy_reg[i:i + step], n, floor)
-             for i in range(0, max(len(heatmaps), 1), step)]  # one (empty) chunk for N = 0
+    """Every channel's n strongest peaks and its value at the regressed point, chunk by chunk."""
+    parts = [(*peaks.local_maxima(hm, n, floor), peaks.values_at(hm, xr)) for _, hm, xr in peaks.chunks(heatmaps, xy_reg)]
     return _Scan(*(np.concatenate(p) for p in zip(*parts, strict=True)))
 
 
-def candidates(peaks: _Scan, xy_reg: np.ndarray, n: int, lend: bool) -> _Candidates:
+def candidates(scan: _Scan, xy_reg: np.ndarray, n: int, lend: bool) -> _Candidates:
     """M = n + 1 (+ 2n lent) candidates per landmark: own peaks, the regressed point, peaks of k - 2 and k + 2."""
     k = xy_reg.shape[1]
-    own_xy, own_val, reg = peaks.xy[:, :, :n], peaks.val[:, :, :n], xy_reg[:, :, None]
-    xy, sub, val = [own_xy, reg], [peaks.xy_sub[:, :, :n], reg], [own_val, peaks.reg_val[:, :, None]]
+    own_xy, own_val, reg = scan.xy[:, :, :n], scan.val[:, :, :n], xy_reg[:, :, None]
+    xy, sub, val = [own_xy, reg], [scan.xy_sub[:, :, :n], reg], [own_val, scan.reg_val[:, :, None]]
     lent = [np.zeros(n + 1, bool)]
     for shift in (-2, 2) if lend else ():  # landmark k borrows from k + shift
         src, dst = slice(max(shift, 0), k + min(shift, 0)), slice(max(-shift, 0), k + min(-shift, 0))
@@ -240,23 +203,21 @@ def checked_inputs(heatmaps: np.ndarray, xy_reg_hm: np.ndarray, mm_per_hm_px: np
         raise DataError("chain decode: regressed coordinates and mm per px must be finite")
     if len(model.mean) != heatmaps.shape[1] - 1:
         raise DataError(f"chain model has {len(model.mean) + 1} landmarks, heatmaps {heatmaps.shape[1]}")
-    sigma = np.broadcast_to(np.asarray(sigma_hm, np.float64), (heatmaps.shape[1],))
-    if np.any(np.isnan(sigma)) or np.any(sigma < 0):
-        raise ParamError(f"chain decode: sigma_hm must be >= 0 (inf allowed), got {sigma.tolist()}")
+    sigma = sigma_vector(sigma_hm, heatmaps.shape[1])
     length = chain_length(xy, mm) if model.unit == "spine" else np.ones(len(xy))
     return heatmaps, xy, mm, sigma, np.maximum(length, 1e-6)
 
 
 def decode(heatmaps: np.ndarray, xy_reg_hm: np.ndarray, mm_per_hm_px: np.ndarray, sigma_hm: np.ndarray,
            model: ChainModel, settings: ChainSettings, min_product: float) -> ChainResult:
-    """Landmarks of every study by `settings.mode`, with the chain DP's score and margin in every mode (so the
-    wrong-level flag works whichever decoder is chosen).
+    """The joint DP's landmarks of every study, with its score and margin (`settings.mode` is the decoder's: the
+    margin and the wrong-level flag come from the DP whichever answer the decoder gives).
 
     Args:
         heatmaps: (N, K, H, W) probabilities, float16 or float32.
         xy_reg_hm: (N, K, 2) regressed landmarks in heatmap px; mm_per_hm_px: (N, 2).
         sigma_hm: (K,) or one fusion prior sigma in heatmap px (inf = flat).
-        min_product: heatmap values below it are no peak (and fusion's fallback threshold).
+        min_product: heatmap values below it are no peak.
     """
     heatmaps, xy_reg, mm, sigma, length = checked_inputs(heatmaps, xy_reg_hm, mm_per_hm_px, sigma_hm, model)
     n = settings.n_candidates
@@ -265,9 +226,4 @@ def decode(heatmaps: np.ndarray, xy_reg_hm: np.ndarray, mm_per_hm_px: np.ndarray
     pair = settings.pairwise_weight * pair_terms(c.xy, mm, length, model)  # (N, K-1, M, M)
     idx, best = viterbi(unary, pair)
     margin = _margin(unary, pair, c.xy, idx, best, settings.min_sep)
-    xy, xy_sub = take(c.xy, idx), take(c.xy_sub, idx)
-    if settings.mode != "chain":
-        s = sigma if settings.mode == "fused" else np.full_like(sigma, np.inf)
-        xy = fusion.fuse(heatmaps, xy_reg, s, min_product).xy_hm
-        xy_sub = fusion.fuse(heatmaps, xy_reg, s, min_product, subpixel=True).xy_hm
-    return ChainResult(xy_hm=xy, xy_sub_hm=xy_sub, score=best, margin=margin)
+    return ChainResult(xy_hm=take(c.xy, idx), xy_sub_hm=take(c.xy_sub, idx), score=best, margin=margin)

@@ -1,0 +1,225 @@
+"""Fitting the decoder on data: the fusion prior's sigma (`fusion.sigma: auto`) and the chain decode's weights on
+the validation split, the chain's displacement model on the training split's ground truth, and the threshold of the
+study-level `level_uncertain` flag. Every choice keeps fused and plain argmax among its candidates, so the fitted
+decoder is never below them on the validation split.
+
+Legend: N studies, K landmarks (top to bottom); (x, y) in heatmap pixels (`_hm`) unless said otherwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from lmfusion import metrics
+from lmfusion.config import ChainConfig, FusionConfig
+from lmfusion.coords import radial_mm
+from lmfusion.decoding.chain import (COV_REG, ChainModel, ChainSettings, candidates, chain_length, checked_inputs,
+                                     pair_terms, scan_peaks, take, unary_scores, viterbi)
+from lmfusion.decoding.decoder import Decoded, LandmarkDecoder
+from lmfusion.decoding.fusion import fuse
+from lmfusion.errors import DataError, ParamError
+
+if TYPE_CHECKING:
+    from lmfusion.evaluation import SplitOutputs
+
+MIN_RESIDUAL_PX = 0.5  # floor of the fitted residual sigma, so a near-perfect val split still gives a usable prior
+
+
+def residual_sigma(xy_reg_hm: np.ndarray, xy_true_hm: np.ndarray, floor: float = MIN_RESIDUAL_PX) -> np.ndarray:
+    """(K,) per-landmark RMS regression error per axis, sqrt(mean(dx^2 + dy^2) / 2), in heatmap pixels.
+
+    Args:
+        xy_reg_hm, xy_true_hm: (N, K, 2). Landmarks without ground truth (NaN) are ignored.
+        floor: the smallest sigma returned (also for a landmark with no valid pair).
+    """
+    d2 = ((np.asarray(xy_reg_hm, np.float64) - np.asarray(xy_true_hm, np.float64)) ** 2).sum(-1)  # (N, K)
+    valid = np.isfinite(d2)
+    count = valid.sum(0)
+    mean = np.where(valid, d2, 0.0).sum(0) / np.maximum(count, 1)
+    sigma = np.sqrt(mean / 2)
+    return np.where(count > 0, np.maximum(sigma, floor), floor)
+
+
+def auto_sigma(heatmaps_val: np.ndarray, xy_reg_val_hm: np.ndarray, xy_true_val_hm: np.ndarray,
+               mm_per_hm_px: np.ndarray, scales: Sequence[float], radius_mm: float, min_product: float
+               ) -> tuple[np.ndarray, list[dict]]:
+    """Fit the prior sigma on the validation split.
+
+    The candidates are residual_sigma x each scale, plus inf (argmax) and 0 (direct). The one with the highest
+    success rate at `radius_mm` wins (ties: the lower mean radial error, then the earlier candidate), so the fused
+    result on the validation split is never below the better of direct regression and heatmap argmax.
+
+    Args:
+        heatmaps_val: (N, K, H, W); xy_reg_val_hm, xy_true_val_hm: (N, K, 2) in heatmap pixels.
+        mm_per_hm_px: (N, 2) mm per heatmap pixel in x and y (original spacing x original size / heatmap size).
+    Returns:
+        sigma (K,) in heatmap pixels, and one row per candidate for the report:
+        {"scale": float | "direct" | "argmax", "sdr", "mre_mm", "fallbacks", "chosen"}.
+    """
+    heatmaps_val = np.asarray(heatmaps_val)
+    if heatmaps_val.ndim != 4 or len(heatmaps_val) == 0:
+        raise DataError(f"auto sigma needs validation heatmaps of shape (N >= 1, K, H, W), got {heatmaps_val.shape}")
+    if any(not (np.isfinite(s) and s > 0) for s in scales):
+        raise ParamError(f"fusion.auto_scales: every scale must be a positive number, got {list(scales)}")
+    k = heatmaps_val.shape[1]
+    base = residual_sigma(xy_reg_val_hm, xy_true_val_hm)  # (K,)
+    candidates: list[tuple[float | str, np.ndarray]] = [("direct", np.zeros(k)), ("argmax", np.full(k, np.inf))]
+    candidates += [(float(s), base * float(s)) for s in scales]
+    table, best, best_key = [], 0, None
+    for i, (label, sigma) in enumerate(candidates):
+        res = fuse(heatmaps_val, xy_reg_val_hm, sigma, min_product)
+        err = radial_mm(res.xy_hm, xy_true_val_hm, mm_per_hm_px)  # (N, K)
+        rate, mre = float(np.mean(err <= radius_mm)), float(np.nanmean(err))
+        table.append({"scale": label, "sdr": round(rate, 4), "mre_mm": round(mre, 4),
+                      "fallbacks": int(res.fallback.sum()), "chosen": False})
+        key = (-rate, mre if np.isfinite(mre) else np.inf)
+        if best_key is None or key < best_key:
+            best, best_key = i, key
+    table[best]["chosen"] = True
+    return candidates[best][1].copy(), table
+
+
+def fit_chain_model(xy: np.ndarray, spacing: np.ndarray, unit: str = "mm") -> ChainModel:
+    """Mean and covariance of each consecutive step, from the training split's ground truth.
+
+    Args:
+        xy: (N, K, 2) ground-truth landmarks in original pixels; NaN landmarks are left out of their steps.
+        spacing: (N, 2) mm per pixel in x and y.
+        unit: "mm" or "spine" (steps divided by the study's own ground-truth chain length).
+    """
+    xy, spacing = np.asarray(xy, np.float64), np.asarray(spacing, np.float64)
+    if xy.ndim != 3 or xy.shape[1] < 2 or xy.shape[2] != 2 or spacing.shape != (len(xy), 2):
+        raise DataError(f"chain model fit: expected (N, K >= 2, 2) landmarks and (N, 2) spacing, got {xy.shape}, "
+                        f"{spacing.shape}")
+    step = np.diff(xy, axis=1) * spacing[:, None]  # (N, K-1, 2) mm
+    if unit == "spine":
+        step = step / chain_length(xy, spacing)[:, None, None]
+    ok = np.isfinite(step).all(-1)  # (N, K-1)
+    count = ok.sum(0)
+    if np.any(count == 0):
+        raise DataError("chain model fit: a pair of consecutive landmarks has no study with both annotated")
+    mean = np.where(ok[..., None], step, 0).sum(0) / count[:, None]  # (K-1, 2)
+    r = np.where(ok[..., None], step - mean, 0)
+    cov = np.einsum("nki,nkj->kij", r, r) / count[:, None, None]  # (K-1, 2, 2)
+    reg = (COV_REG * np.linalg.norm(mean, axis=-1).mean()) ** 2
+    return ChainModel(mean=mean, cov=cov + (reg if reg > 0 else 1.0) * np.eye(2), unit=unit)
+
+
+def _grid(heatmaps: np.ndarray, xy_reg: np.ndarray, mm: np.ndarray, sigma: np.ndarray, length: np.ndarray,
+          model: ChainModel, grid: dict, min_product: float, min_sep: float
+          ) -> Iterator[tuple[ChainSettings, np.ndarray]]:
+    """(settings, (N, K, 2) landmarks) for fused, argmax, then every chain grid point; one heatmap scan for all."""
+    for mode, s in (("fused", sigma), ("argmax", np.full_like(sigma, np.inf))):
+        yield ChainSettings(mode=mode, min_sep=min_sep), fuse(heatmaps, xy_reg, s, min_product).xy_hm
+    peaks = scan_peaks(heatmaps, xy_reg, max(grid["candidate_counts"]), min_product)
+    for n in grid["candidate_counts"]:
+        for lend in grid["lend_penalties"]:
+            c = candidates(peaks, xy_reg, n, lend is not None)
+            pair = pair_terms(c.xy, mm, length, model)  # (N, K-1, M, M), scaled per pairwise weight below
+            for pw in grid["prior_weights"]:
+                unary = unary_scores(c, xy_reg, sigma, pw, lend)
+                for qw in grid["pairwise_weights"]:
+                    idx, _ = viterbi(unary, qw * pair)
+                    yield ChainSettings("chain", pw, qw, n, lend, min_sep), take(c.xy, idx)
+
+
+def fit_chain(heatmaps_val: np.ndarray, xy_reg_val_hm: np.ndarray, xy_true_val_hm: np.ndarray,
+              mm_per_hm_px: np.ndarray, sigma_hm: np.ndarray, model: ChainModel, prior_weights: Sequence[float],
+              pairwise_weights: Sequence[float], candidate_counts: Sequence[int], radius_mm: float,
+              min_product: float, lend_penalties: Sequence[float | None] = (None,),
+              min_sep: float = ChainSettings.min_sep
+              ) -> tuple[ChainSettings, list[dict]]:
+    """Pick what the method "chain" answers on the validation split, in the style of `auto_sigma`.
+
+    The candidates are fused (`fuse` with sigma_hm), argmax, then the chain at every grid point, in that order.
+    The highest share of landmarks within radius_mm wins (ties: the lower mean radial error, then the earlier
+    candidate), so the chosen decoder is never below the better of fused and argmax on the validation split.
+
+    Args:
+        heatmaps_val: (N, K, H, W); xy_reg_val_hm, xy_true_val_hm: (N, K, 2) heatmap px; mm_per_hm_px: (N, 2).
+        lend_penalties: None = no lending, a number = lending at that log penalty.
+    Returns:
+        The chosen ChainSettings, and one row per candidate: {"mode", "prior_weight", "pairwise_weight",
+        "n_candidates", "lend_penalty", "sdr", "mre_mm", "chosen"}.
+    """
+    heatmaps, xy_reg, mm, sigma, length = checked_inputs(heatmaps_val, xy_reg_val_hm, mm_per_hm_px, sigma_hm, model)
+    xy_true = np.asarray(xy_true_val_hm, np.float64)
+    grid = {"prior_weights": prior_weights, "pairwise_weights": pairwise_weights,
+            "candidate_counts": candidate_counts, "lend_penalties": lend_penalties}
+    if len(heatmaps) == 0 or xy_true.shape != xy_reg.shape or any(len(v) == 0 for v in grid.values()):
+        raise DataError(f"chain fit: needs N >= 1 val studies with truth {xy_reg.shape} and non-empty grids")
+    table, options, keys = [], [], []
+    for s, xy in _grid(heatmaps, xy_reg, mm, sigma, length, model, grid, min_product, min_sep):
+        err = radial_mm(xy, xy_true, mm)  # (N, K)
+        rate, mre = float(np.mean(err <= radius_mm)), float(np.nanmean(err))
+        row = {k: v if s.mode == "chain" else None for k, v in s.to_dict().items() if k != "min_sep"}
+        table.append({**row, "mode": s.mode, "sdr": round(rate, 4), "mre_mm": round(mre, 4), "chosen": False})
+        options.append(s)
+        keys.append((-rate, mre if np.isfinite(mre) else np.inf))
+    best = min(range(len(keys)), key=keys.__getitem__)  # min keeps the earliest on ties
+    table[best]["chosen"] = True
+    return options[best], table
+
+
+def fit_margin_threshold(margins_val: np.ndarray, wrong_val: np.ndarray, quantile: float = 5.0) -> float:
+    """Threshold of the flag `margin < threshold` from (N,) val margins and (N,) bool wrong studies.
+
+    Rule: with wrong studies on val, the threshold just above a wrong study's margin that maximises (share of wrong
+    studies flagged - share of right ones flagged), the lowest on ties; without, the `quantile` (percent) of the right
+    studies' finite margins. An infinite margin is never flagged; 0 (flag nothing) when no finite margin is left.
+    """
+    m, wrong = np.asarray(margins_val, np.float64), np.asarray(wrong_val, bool)
+    if m.shape != wrong.shape or m.ndim != 1:
+        raise DataError(f"margin threshold: expected (N,) margins and flags, got {m.shape}, {wrong.shape}")
+    cuts = np.nextafter(m[wrong & np.isfinite(m)], np.inf)
+    if cuts.size == 0:
+        right = m[~wrong & np.isfinite(m)]
+        return float(np.percentile(right, quantile)) if right.size else 0.0
+    cuts = np.unique(cuts)  # sorted: argmax keeps the lowest threshold on ties
+    caught = (m[wrong][None] < cuts[:, None]).mean(1)
+    false = (m[~wrong][None] < cuts[:, None]).mean(1) if (~wrong).any() else np.zeros(len(cuts))
+    return float(cuts[np.argmax(caught - false)])
+
+
+def fit_sigma(val: SplitOutputs, cfg: FusionConfig, target_radius: float) -> tuple[np.ndarray, dict]:
+    """(K,) prior sigma in heatmap pixels: the fixed param, or `auto` fitted on the validation split; and the fit."""
+    k = val.coords_norm.shape[1]
+    if cfg.sigma != "auto":
+        return np.full(k, float(cfg.sigma)), {"mode": "fixed", "sigma_hm": float(cfg.sigma)}
+    if len(val.rows) == 0:
+        raise DataError("fusion.sigma is auto but the validation split is empty; set prepare.val_size >= 1")
+    sigma, table = auto_sigma(val.heatmaps, val.regressed_hm(), val.truth_hm(), val.mm_per_hm_px(),
+                              cfg.auto_scales, target_radius, cfg.min_product)
+    return np.asarray(sigma, dtype=np.float64), {"mode": "auto", "candidates": table}
+
+
+def fit_decoder(val: SplitOutputs, train_truth: np.ndarray, train_spacing: np.ndarray, fcfg: FusionConfig,
+                ccfg: ChainConfig, target_radius: float) -> tuple[LandmarkDecoder, dict, Decoded]:
+    """The decoder fitted as the params say: the fusion sigma and the chain weights on the validation split, the
+    chain's displacement model on the training split's ground truth (N_train, K, 2) with its spacing (N_train, 2),
+    and the level_uncertain threshold on the validation split's wrong-level studies.
+
+    Returns the decoder, the fit (for models/decoder.json and the report) and the validation split decoded by it.
+    """
+    sigma, fit = fit_sigma(val, fcfg, target_radius)
+    if len(val.rows) == 0 or len(train_truth) == 0:
+        raise DataError("the chain decode is fitted on the train and validation splits; both must hold studies")
+    model = fit_chain_model(train_truth, train_spacing, ccfg.unit)
+    settings, table = fit_chain(val.heatmaps, val.regressed_hm(), val.truth_hm(), val.mm_per_hm_px(),
+                                sigma, model, radius_mm=target_radius, min_product=fcfg.min_product,
+                                min_sep=ccfg.min_sep, **ccfg.grid())
+    decoder = LandmarkDecoder(sigma, fcfg.min_product, chain_model=model, chain=settings)
+    decoded = decoder.decode(val.coords_norm, val.heatmaps, val.sizes, val.spacing)
+    wrong = metrics.wrong_level_studies(decoded.xy["chain"], val.truth, val.spacing)  # (N,)
+    threshold = (fit_margin_threshold(decoded.margin, wrong) if ccfg.margin_threshold == "auto"
+                 else float(ccfg.margin_threshold))
+    fit["chain"] = {"settings": settings.to_dict(), "candidates": table, "margin_threshold": threshold,
+                    "margin_threshold_mode": "auto" if ccfg.margin_threshold == "auto" else "fixed"}
+    flagged = dataclasses.replace(decoded, level_uncertain=decoded.margin < threshold)
+    return decoder.replace(margin_threshold=threshold), fit, flagged
+
+
