@@ -1,4 +1,5 @@
-"""Stage report: the ablation report in Markdown (tables and figures), also logged to MLflow.
+"""Stage report: the ablation report in Markdown (direct, argmax, fused and the chain decode; tables and figures),
+also logged to MLflow.
 
     python stages/report.py PREPARED_DIR OUTPUTS_DIR DECODER_JSON EVAL_PLOTS_DIR RUN_JSON METRICS_DIR OUT_DIR
         [--params params.yaml] [--finetune DIR] [--experiments CSV]

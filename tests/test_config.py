@@ -131,3 +131,10 @@ def test_rsna2024_format_and_imagenet_weights_are_accepted() -> None:
     assert parse_section("train_unet", {"weights": "imagenet"}).weights == "imagenet"
     with pytest.raises(ParamError, match="param train_unet.weights: must be null, imagenet, synthetic or an existing local file"):
         parse_section("train_unet", {"weights": "imagenet21k"})
+
+
+def test_data_format_challenge_is_an_alias_of_tianchi() -> None:
+    assert parse_section("data", {"format": "challenge"}).format == "tianchi"
+    assert parse_section("data", {"format": "tianchi"}) == parse_section("data", {"format": "challenge"})
+    with pytest.raises(ParamError, match="data.format"):
+        parse_section("data", {"format": "kaggle"})

@@ -69,8 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("synth", help="write the synthetic spine MRI dataset (challenge or RSNA 2024 layout)")
     p.add_argument("--out", help="output folder (must not exist or be empty)")
-    p.add_argument("--format", choices=("tianchi", "rsna2024"), default="tianchi",
-                   help="dataset layout: tianchi (the challenge's, 11 landmarks; default) or rsna2024 (five discs)")
+    p.add_argument("--format", choices=("tianchi", "challenge", "rsna2024"), default="tianchi",
+                   help="dataset layout: tianchi (the challenge's, 11 landmarks; default; alias challenge) or "
+                        "rsna2024 (five discs)")
     p.add_argument("--n", type=int, default=200, help="number of studies (default 200: 150 + 50, like the paper)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--style", choices=("default", "target"), default="default",

@@ -1,4 +1,5 @@
-"""The ablation report: direct regression vs heatmap argmax vs fused prediction, a sigma sweep, heatmap models.
+"""The ablation report: direct regression vs heatmap argmax vs fused prediction vs the chain decode, per landmark
+and per study, a sigma sweep, the chain decode's fit, heatmap models, fine-tuning and experiment tables.
 
 Everything here reads finished outputs (metrics JSON, cached predictions, MLflow runs) and writes Markdown.
 """

@@ -1,4 +1,4 @@
-"""What every stage script and CLI command shares: one-line errors and exit codes, logging, params loading."""
+"""What every stage script and CLI command shares: one-line errors with their exit codes, and logging."""
 
 from __future__ import annotations
 

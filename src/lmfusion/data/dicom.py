@@ -104,6 +104,13 @@ def write_dicom(
         ds.RepetitionTime = float(repetition_time)
     if spacing is not None:
         ds.PixelSpacing = [float(spacing[1]), float(spacing[0])]
+    _set_pixels(ds, pixels, rescale, monochrome1)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+
+
+def _set_pixels(ds: FileDataset, pixels: np.ndarray, rescale: tuple[float, float], monochrome1: bool) -> None:
+    """The image pixel module: 16-bit unsigned stored values, one sample, the rescale written as is."""
     ds.Rows, ds.Columns = pixels.shape
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME1" if monochrome1 else "MONOCHROME2"
@@ -114,5 +121,3 @@ def write_dicom(
     ds.RescaleSlope = float(rescale[0])
     ds.RescaleIntercept = float(rescale[1])
     ds.PixelData = np.ascontiguousarray(pixels).astype("<u2").tobytes()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)

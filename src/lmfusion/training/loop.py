@@ -33,6 +33,7 @@ from lmfusion.config import TrainConfig
 from lmfusion.io import atomic_path
 from lmfusion.tracking import Tracker
 from lmfusion.training import distributed
+from lmfusion.training.optim import make_optimizer, make_scheduler
 
 log = logging.getLogger("lmfusion")
 
@@ -55,36 +56,6 @@ class FitResult:
 def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
     """A 63-bit seed mixed from (seed, epoch, rank)."""
     return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(2, np.uint64)[0] >> np.uint64(1))
-
-
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """Adam; the fused kernel (CPU and CUDA) is several times faster than the per-tensor loop on large nets."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    try:
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
-    except (RuntimeError, ValueError):  # a device without the fused kernel
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-
-def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig,
-                   steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
-    """Per-step schedule: none (constant) or cosine (to 0) after a linear warmup, or onecycle (warmup_epochs sets
-    its rising part, else 30%)."""
-    total = max(1, cfg.epochs * steps_per_epoch)
-    warmup = cfg.warmup_epochs * steps_per_epoch
-    if cfg.scheduler == "onecycle":
-        pct = warmup / total if warmup else 0.3
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total, pct_start=pct)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        if cfg.scheduler == "cosine":
-            t = (step - warmup) / max(1, total - warmup)
-            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
-        return 1.0
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def load_checkpoint(path: str | os.PathLike, config_hash: str) -> dict | None:
@@ -227,10 +198,7 @@ def fit(model: nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.
     state = _FitState.start(inner, resume)
     model = _wrap(inner, ctx)
     optimizer = make_optimizer(inner, cfg)  # before any freezing: it holds the held parameters too
-    held = [p for p in hold.parameters() if p.requires_grad] if hold is not None and cfg.freeze_epochs else []
-    if held and ctx.is_main:
-        log.info("%s: the backbone / encoder (%d tensors) held still for the first %d epochs", desc, len(held),
-                 cfg.freeze_epochs)
+    held = _held(hold, cfg, ctx, desc)
     train_loader, sampler, val_loader = _loaders(train_set, val_set, cfg, seed, ctx)
     scheduler = make_scheduler(optimizer, cfg, len(train_loader))
     if resume is not None:
@@ -270,6 +238,15 @@ def fit(model: nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.
             distributed.barrier(ctx)
             raise SystemExit(f"stopped after epoch {epoch + 1} ({STOP_ENV}); rerun to resume from {checkpoint}")
     return state.result()
+
+
+def _held(hold: nn.Module | None, cfg: TrainConfig, ctx: distributed.Context, desc: str) -> list[nn.Parameter]:
+    """The trainable parameters of `hold` that the first cfg.freeze_epochs keep still (none without freezing)."""
+    held = [p for p in hold.parameters() if p.requires_grad] if hold is not None and cfg.freeze_epochs else []
+    if held and ctx.is_main:
+        log.info("%s: the backbone / encoder (%d tensors) held still for the first %d epochs", desc, len(held),
+                 cfg.freeze_epochs)
+    return held
 
 
 def _wrap(inner: nn.Module, ctx: distributed.Context) -> nn.Module:

@@ -1,7 +1,8 @@
 """Dataset readers, one module per format; each turns a dataset into `Study` records (one annotated 2-D image with
 its landmarks) plus `Skipped` records for the studies that could not be used.
 
-    challenge   the spinal disease challenge's DICOM studies with annotation JSON (`data.format: tianchi`)
+    tianchi     the spinal disease challenge's DICOM studies with annotation JSON (`data.format: tianchi`, alias
+                `challenge`)
     csv         images listed in a CSV with their landmarks (`data.format: csv`)
     rsna2024    the RSNA 2024 lumbar spine layout: two CSVs and DICOM series (`data.format: rsna2024`)
     image       plain PNG / JPEG / TIFF files as grayscale pixels
@@ -13,7 +14,8 @@ import os
 from pathlib import Path
 
 from lmfusion.data.readers._common import Skipped, Study
-from lmfusion.data.readers.challenge import read_tianchi
+from lmfusion.config import FORMAT_ALIASES
+from lmfusion.data.readers.tianchi import read_tianchi
 from lmfusion.data.readers.csv import read_csv
 from lmfusion.data.readers.image import read_image
 from lmfusion.data.readers.rsna2024 import read_rsna2024
@@ -24,11 +26,11 @@ __all__ = ["Study", "Skipped", "read_dataset", "read_tianchi", "read_csv", "read
 
 def read_dataset(fmt: str, path: str | os.PathLike, names: tuple[str, ...], on_invalid: str,
                  progress: bool = False) -> tuple[list[Study], list[Skipped]]:
-    """Read a dataset in format `fmt` ('tianchi', 'csv' or 'rsna2024').
+    """Read a dataset in format `fmt` ('tianchi' or its alias 'challenge', 'csv' or 'rsna2024').
 
     Returns the valid studies and the skipped ones, both sorted by id (numbers in numeric order: study2, study10).
     """
-    path = Path(path)
+    path, fmt = Path(path), FORMAT_ALIASES.get(fmt, fmt)
     if not path.exists():
         raise DataError(f"{path}: no such file or folder (data.path)")
     if fmt == "tianchi":
@@ -37,4 +39,4 @@ def read_dataset(fmt: str, path: str | os.PathLike, names: tuple[str, ...], on_i
         return read_csv(path, names, on_invalid, progress=progress)
     if fmt == "rsna2024":
         return read_rsna2024(path, names, on_invalid, progress=progress)
-    raise ParamError(f"param data.format: must be 'tianchi', 'csv' or 'rsna2024', got {fmt!r}")
+    raise ParamError(f"param data.format: must be 'tianchi' (or 'challenge'), 'csv' or 'rsna2024', got {fmt!r}")

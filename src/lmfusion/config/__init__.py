@@ -1,0 +1,91 @@
+"""params.yaml sections as frozen dataclasses, and the one loader of params.yaml.
+
+params.yaml is where a default is read; each section's dataclass defaults equal its values there
+(tests/test_config.py checks), so a key deleted from params.yaml leaves the experiment as it was.
+The sections live in `sections` (data, prepare, decoding, evaluation, report) and `training` (both networks and
+the synthetic pretraining); everything is imported from here.
+
+Every stage loads only the sections it declares in dvc.yaml. Loading rejects unknown keys, wrong types and
+out-of-range values with a ParamError whose message names the key (`section.key`) and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lmfusion.config.sections import (FORMAT_ALIASES, LANDMARKS, PRETRAINED, AugmentConfig, BaseConfig, ChainConfig,
+                                      DataConfig, EvaluateConfig, FusionConfig, HeatmapConfig, PrepareConfig,
+                                      ReportConfig)
+from lmfusion.config.training import (PretrainConfig, PretrainUnetConfig, PretrainXceptionConfig, TrainConfig,
+                                      UnetConfig, XceptionConfig)
+from lmfusion.errors import ParamError
+from lmfusion.typecheck import coerce
+
+SECTIONS: dict[str, type] = {
+    "base": BaseConfig,
+    "data": DataConfig,
+    "prepare": PrepareConfig,
+    "heatmap": HeatmapConfig,
+    "augment": AugmentConfig,
+    "train_xception": XceptionConfig,
+    "train_unet": UnetConfig,
+    "fusion": FusionConfig,
+    "chain": ChainConfig,
+    "evaluate": EvaluateConfig,
+    "report": ReportConfig,
+    "pretrain": PretrainConfig,
+    "pretrain_xception": PretrainXceptionConfig,
+    "pretrain_unet": PretrainUnetConfig,
+}
+
+
+def parse_section(name: str, raw: Any) -> Any:
+    """Build and validate the dataclass for params section `name` from its raw YAML mapping."""
+    cls = SECTIONS[name]
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        raise ParamError(f"param {name}: must be a mapping of keys to values, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        raise ParamError(f"param {name}.{unknown[0]}: unknown key; allowed keys: {', '.join(names)}")
+    values = {k: coerce(v, hints[k], f"{name}.{k}") for k, v in raw.items()}
+    cfg = cls(**values)
+    cfg.validate(name)
+    return cfg
+
+
+def load_params(path: str | os.PathLike = "params.yaml", sections: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Read params.yaml and return {section: config} for `sections` (all known sections when None)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ParamError(f"params file {path} not found") from None
+    except yaml.YAMLError as e:
+        raise ParamError(f"params file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise ParamError(f"params file {path} must hold a mapping of sections")
+    unknown = sorted(set(raw) - set(SECTIONS))
+    if unknown:
+        raise ParamError(f"param {unknown[0]}: unknown section; allowed: {', '.join(SECTIONS)}")
+    wanted = tuple(SECTIONS) if sections is None else sections
+    return {name: parse_section(name, raw.get(name)) for name in wanted}
+
+
+def as_dict(cfg: Any) -> dict[str, Any]:
+    """A config as plain YAML/JSON-friendly values (tuples become lists)."""
+    def plain(v: Any) -> Any:
+        return [plain(x) for x in v] if isinstance(v, (tuple, list)) else v
+    return {f.name: plain(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+
+
+__all__ = ["FORMAT_ALIASES", "LANDMARKS", "PRETRAINED", "SECTIONS", "load_params", "parse_section", "as_dict",
+           *[c.__name__ for c in SECTIONS.values()], "TrainConfig"]
