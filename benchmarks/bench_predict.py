@@ -21,7 +21,7 @@ from lmfusion.data.datasets import to_input
 from lmfusion.data.dicom import read_dicom
 from lmfusion.data.prepared import load_prepared
 from lmfusion.io import write_json
-from lmfusion.drawing import write_png
+from lmfusion.figures.drawing import write_png
 from lmfusion.api import LandmarkPredictor, Prediction, quality_flags
 from lmfusion.cli_predict import overlay
 

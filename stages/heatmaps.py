@@ -21,7 +21,7 @@ from lmfusion.data.prepared import load_prepared
 from lmfusion.errors import DataError
 from lmfusion.heatmaps import encode
 from lmfusion.io import atomic_path
-from lmfusion.drawing import draw_points, landmark_colors, to_bgr, write_png
+from lmfusion.figures.drawing import draw_points, landmark_colors, to_bgr, write_png
 from lmfusion.stage import stage_main
 
 PREVIEW_SIZE = 512  # side of each panel

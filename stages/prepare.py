@@ -26,7 +26,7 @@ from lmfusion.data.readers import Study, read_dataset
 from lmfusion.data.splits import assign_splits
 from lmfusion.errors import DataError
 from lmfusion.io import write_json
-from lmfusion.drawing import draw_points, landmark_colors, montage, to_bgr, write_png
+from lmfusion.figures.drawing import draw_points, landmark_colors, montage, to_bgr, write_png
 from lmfusion.stage import stage_main
 
 MONTAGE_COUNT = 16

@@ -13,7 +13,7 @@ import argparse
 from lmfusion.config import LANDMARKS, load_params
 from lmfusion.data import synth
 from lmfusion.data.synth.study import check_style
-from lmfusion.drawing import write_png
+from lmfusion.figures.drawing import write_png
 from lmfusion.errors import ParamError
 from lmfusion.stage import stage_main
 

@@ -16,7 +16,7 @@ def _synth(args: argparse.Namespace) -> int:
     from lmfusion.data import synth
 
     if args.gallery:
-        from lmfusion.drawing import write_png
+        from lmfusion.figures.drawing import write_png
 
         write_png(args.gallery, synth.hard_case_gallery(args.seed, args.n, LANDMARKS))
         print(f"wrote one study per hard case of seed {args.seed} to {args.gallery}")
@@ -36,7 +36,7 @@ def _synth(args: argparse.Namespace) -> int:
         summary = synth.write_dataset(out, n=args.n, seed=args.seed, names=LANDMARKS, style=args.style)
         montage = (lambda: synth.montage_image(out, count=16, names=LANDMARKS))  # noqa: E731
     if args.montage:
-        from lmfusion.drawing import write_png
+        from lmfusion.figures.drawing import write_png
 
         write_png(args.montage, montage())
     print(f"wrote {args.n} synthetic studies in the {args.format} layout to {out} ({summary})")

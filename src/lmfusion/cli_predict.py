@@ -23,7 +23,7 @@ from lmfusion.data.readers import read_image
 from lmfusion.data.series import choose_mid_sagittal_t2
 from lmfusion.errors import DataError, LmfusionError
 from lmfusion.io import write_json
-from lmfusion.drawing import draw_points, landmark_colors, to_bgr, write_png
+from lmfusion.figures.drawing import draw_points, landmark_colors, to_bgr, write_png
 from lmfusion.api import LandmarkPredictor, Prediction
 
 log = logging.getLogger("lmfusion.predict")

@@ -22,7 +22,7 @@ import numpy as np
 
 from lmfusion.config import AugmentConfig
 from lmfusion.coords import rescale
-from lmfusion.drawing import draw_points, landmark_colors, montage, to_bgr
+from lmfusion.figures.drawing import draw_points, landmark_colors, montage, to_bgr
 
 IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 

@@ -12,7 +12,7 @@ from pydicom.uid import generate_uid
 from lmfusion import config
 from lmfusion.data.dicom import read_dicom, read_header, write_dicom
 from lmfusion.data.synth.study import HARD_CASES, SynthStudy, check_names, check_style, generate_study
-from lmfusion.drawing import draw_points, landmark_colors, montage, to_bgr
+from lmfusion.figures.drawing import draw_points, landmark_colors, montage, to_bgr
 from lmfusion.errors import DataError, ParamError
 from lmfusion.io import atomic_path, write_json
 

@@ -22,7 +22,7 @@ from lmfusion.data.dicom import write_dicom
 from lmfusion.data.readers.rsna2024 import (CONDITION, DESCRIPTIONS, DISCS, IMAGES, LABELS, LEVELS, SERIES,
                                             read_rsna2024)
 from lmfusion.data.synth.study import SynthStudy, generate_study
-from lmfusion.drawing import draw_points, landmark_colors, montage, to_bgr
+from lmfusion.figures.drawing import draw_points, landmark_colors, montage, to_bgr
 from lmfusion.errors import DataError, ParamError
 from lmfusion.io import atomic_path
 
