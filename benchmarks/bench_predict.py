@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lmfusion.data.datasets import to_input
 from lmfusion.data.dicom import read_dicom
 from lmfusion.data.prepared import load_prepared
 from lmfusion.io import write_json
 from lmfusion.figures.drawing import write_png
 from lmfusion.figures.predict import prediction_overlay
 from lmfusion.api import LandmarkPredictor, Prediction, quality_flags
+from lmfusion.infer import to_input
 
 
 def main() -> None:
