@@ -37,7 +37,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from lmfusion import charts
+from lmfusion.figures import charts
 from lmfusion.config import LANDMARKS, PRETRAINED, load_params
 from lmfusion.data import synth
 from lmfusion.errors import DataError

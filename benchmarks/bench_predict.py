@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lmfusion.data.datasets import to_input
 from lmfusion.data.dicom import read_dicom
 from lmfusion.data.prepared import load_prepared
 from lmfusion.io import write_json
-from lmfusion.drawing import write_png
+from lmfusion.figures.drawing import write_png
+from lmfusion.figures.predict import prediction_overlay
 from lmfusion.api import LandmarkPredictor, Prediction, quality_flags
-from lmfusion.cli_predict import overlay
+from lmfusion.infer import to_input
 
 
 def main() -> None:
@@ -63,7 +63,7 @@ def main() -> None:
             result = Prediction(predictor.names, xy, img.spacing, conf, m,
                                 quality_flags(predictor.names, xy, conf, img.spacing, True), float(dec.margin[0]))
             write_json(Path(out) / f"{i}.json", result.to_dict())
-            write_png(Path(out) / f"{i}.png", overlay(img.pixels, result))
+            write_png(Path(out) / f"{i}.png", prediction_overlay(img.pixels, result))
             steps["write"].append(time.perf_counter() - t)
     print(f"model load (once per batch): {load_models:.2f} s; {len(rows)} images; torch threads "
           f"{torch.get_num_threads()}; sizes U-Net {net.hm_size} px, regressor {net.reg_size} px")

@@ -24,8 +24,9 @@ from torch import nn
 from lmfusion.training import distributed
 from lmfusion.training import loop as train
 from lmfusion.config import load_params
-from lmfusion.data.datasets import HeatmapDataset, RegressorDataset, to_input
+from lmfusion.data.datasets import HeatmapDataset, RegressorDataset
 from lmfusion.heatmaps import encode
+from lmfusion.infer import to_input
 from lmfusion.models import build_heatmap_net, build_regressor
 
 

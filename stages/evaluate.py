@@ -16,13 +16,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lmfusion import evaluation_figures, runs
+from lmfusion import runs
 from lmfusion.config import EvaluateConfig, as_dict, load_params
 from lmfusion.data.prepared import Prepared, load_prepared
 from lmfusion.decoding import METHODS, Decoded, LandmarkDecoder
 from lmfusion.decoding.fit import fit_decoder
 from lmfusion.evaluation import (SplitOutputs, best_method, decode_split, flag_summary, load_metas, load_split,
                                  method_metrics, sdr_curve, study_table)
+from lmfusion.figures.evaluation import evaluation_figures
 from lmfusion.io import atomic_path, write_json
 from lmfusion.metrics import radius_key
 from lmfusion.stage import stage_main
@@ -85,9 +86,9 @@ def _write_plots(plots_dir: Path, *, data: Prepared, test: SplitOutputs, decoded
         sdr_table.to_csv(tmp / "sdr.csv", index=False, float_format="%.4f")
         per_landmark.to_csv(tmp / "per_landmark_mre.csv", index=False, float_format="%.4f")
         studies.to_csv(tmp / "studies.csv", index=False)
-        evaluation_figures.evaluation_figures(tmp, data=data, split=test, decoded=decoded, sigma_hm=decoder.sigma_hm,
-                                              names=names, curves=curves, radii=radii, per_landmark=per_landmark,
-                                              cfg=cfg, worst_by=decoder.best_method)
+        evaluation_figures(tmp, data=data, split=test, decoded=decoded, sigma_hm=decoder.sigma_hm,
+                           names=names, curves=curves, radii=radii, per_landmark=per_landmark, cfg=cfg,
+                           worst_by=decoder.best_method)
 
 
 if __name__ == "__main__":

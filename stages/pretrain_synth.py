@@ -13,8 +13,9 @@ import argparse
 from lmfusion.config import LANDMARKS, load_params
 from lmfusion.data import synth
 from lmfusion.data.synth.study import check_style
-from lmfusion.drawing import write_png
 from lmfusion.errors import ParamError
+from lmfusion.figures.drawing import write_png
+from lmfusion.figures.synth import challenge_montage
 from lmfusion.stage import stage_main
 
 
@@ -31,7 +32,7 @@ def main() -> None:
     except ParamError as e:
         raise ParamError(f"param pretrain.style: {str(e).split(': ', 1)[1]}") from None
     summary = synth.write_dataset(args.out_dir, n=cfg.n, seed=cfg.seed, names=LANDMARKS, style=cfg.style)
-    write_png(args.montage_png, synth.montage_image(args.out_dir, count=16, names=LANDMARKS))
+    write_png(args.montage_png, challenge_montage(args.out_dir, count=16, names=LANDMARKS))
     print(f"wrote {cfg.n} synthetic studies (seed {cfg.seed}, style {cfg.style}) to {args.out_dir}: "
           f"{summary['images']} images, {summary['bytes'] / 2**20:.0f} MiB")
 

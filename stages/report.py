@@ -17,7 +17,8 @@ import json
 import shutil
 from pathlib import Path
 
-from lmfusion import charts, report, runs
+from lmfusion import report, runs
+from lmfusion.figures import charts
 from lmfusion.config import load_params
 from lmfusion.data.prepared import load_prepared
 from lmfusion.decoding import LandmarkDecoder

@@ -20,10 +20,10 @@ import numpy as np
 
 from lmfusion import pretraining
 from lmfusion.anatomy import sacrum_anchor
-from lmfusion.data.augment import preview_image
 from lmfusion.data.datasets import HeatmapDataset
 from lmfusion.data.prepared import load_prepared
 from lmfusion.errors import DataError, ParamError
+from lmfusion.figures.augment import augmentation_preview
 from lmfusion.heatmaps import encode
 from lmfusion.stage import stage_main
 from lmfusion.training.job import TrainJob, flat_params, stage_arguments, train_stage, training_splits
@@ -81,8 +81,8 @@ def main() -> None:
     val_targets = _with_anchor(targets, val_idx, xy, len(names), sigma)  # (N_val, K', S, S); training renders its own
 
     def preview() -> np.ndarray:
-        return preview_image(images[train_idx[:8]], xy[train_idx[:8], :len(names)], aug,
-                             np.random.default_rng(base.seed), names=names)
+        return augmentation_preview(images[train_idx[:8]], xy[train_idx[:8], :len(names)], aug,
+                                    np.random.default_rng(base.seed), names=names)
 
     train_aug = aug if (aug.translate or aug.rotate or aug.scale) else None
     train_stage(TrainJob(

@@ -19,9 +19,9 @@ from torch import nn
 
 from lmfusion import pretraining
 from lmfusion.coords import from_norm
-from lmfusion.data.augment import preview_image
 from lmfusion.data.datasets import RegressorDataset
 from lmfusion.data.prepared import load_prepared
+from lmfusion.figures.augment import augmentation_preview
 from lmfusion.stage import stage_main
 from lmfusion.training.job import TrainJob, flat_params, stage_arguments, train_stage, training_splits
 
@@ -42,7 +42,8 @@ def main() -> None:
 
     def preview() -> np.ndarray:
         xy = from_norm(targets[train_idx[:8]], size, size)
-        return preview_image(images[train_idx[:8]], xy, aug, np.random.default_rng(base.seed), names=names)
+        return augmentation_preview(images[train_idx[:8]], xy, aug, np.random.default_rng(base.seed),
+                                    names=names)
 
     train_aug = aug if (aug.translate or aug.rotate or aug.scale) else None
     train_stage(TrainJob(

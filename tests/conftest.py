@@ -51,7 +51,7 @@ def write_csv_dataset(out: Path, n: int, names: tuple[str, ...], seed: int = 0) 
     import pandas as pd
 
     from lmfusion.data.synth import generate_study
-    from lmfusion.drawing import write_png
+    from lmfusion.figures.drawing import write_png
 
     rows = []
     for i in range(n):

@@ -1,4 +1,5 @@
-"""Augmentation (lmfusion.data.augment) and the datasets that apply it (lmfusion.data.datasets)."""
+"""Augmentation (lmfusion.data.augment), the datasets that apply it (lmfusion.data.datasets) and the networks'
+input normalization they share with inference (lmfusion.infer.to_input)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import pytest
 import torch
 
 from lmfusion.config import AugmentConfig
-from lmfusion.data.augment import IDENTITY, apply_affine, augment, draw_affine, preview_image, random_affine
-from lmfusion.data.datasets import HeatmapDataset, RegressorDataset, to_input
+from lmfusion.data.augment import IDENTITY, apply_affine, augment, draw_affine, random_affine
+from lmfusion.data.datasets import HeatmapDataset, RegressorDataset
 from lmfusion.heatmaps import encode
+from lmfusion.infer import to_input
 
 ALL_OFF = AugmentConfig(translate=False, rotate=False, scale=False)
 
@@ -101,13 +103,6 @@ def test_nan_landmarks_are_ignored_by_the_inside_check():
     xy = np.array([[10.0, 10.0], [np.nan, np.nan]])
     m, fell_back = draw_affine(np.random.default_rng(0), xy, 32, AugmentConfig())
     assert not fell_back and m.shape == (2, 3)
-
-
-def test_preview_image_is_a_bgr_montage():
-    images = np.zeros((3, 32, 32), np.uint8)
-    xy = np.full((3, 2, 2), 16.0)
-    out = preview_image(images, xy, AugmentConfig(), np.random.default_rng(0), n=8, names=["a", "b-c"], tile=64)
-    assert out.shape == (2 * 64, 4 * 64, 3) and out.dtype == np.uint8
 
 
 def test_to_input_shapes_and_range():

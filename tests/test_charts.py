@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lmfusion import charts
+from lmfusion.figures import charts
 from lmfusion.heatmaps import encode
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -125,7 +125,7 @@ def test_dvc_plots_name_the_decoders_methods() -> None:
 def test_shifted_studies_lists_the_method_s_own_first() -> None:
     from types import SimpleNamespace
 
-    from lmfusion.evaluation_figures import SHOWN, shifted_studies
+    from lmfusion.figures.evaluation import SHOWN, shifted_studies
 
     truth = np.stack([np.stack([np.full(7, 50.0), 10.0 + 10.0 * np.arange(7)], 1)] * 3)  # (3, 7, 2), 10 px apart
     xy = {m: truth.copy() for m in SHOWN}

@@ -56,6 +56,13 @@ def test_the_training_hash_covers_what_the_stage_imports() -> None:
     assert {"loop.py", "job.py", "models.py", "augment.py", "datasets.py", "heatmaps.py", "losses.py"} <= files
 
 
+@pytest.mark.parametrize("entry", ["stages/infer.py", "src/lmfusion/api.py"])
+def test_inference_imports_no_augmentation_datasets_or_figures(entry: str) -> None:
+    files = {p.relative_to(deps.ROOT).as_posix() for p in deps.package_files(REPO / entry)}
+    assert not files & {"data/augment.py", "data/datasets.py"}
+    assert not [f for f in files if f.startswith("figures/")]
+
+
 @pytest.mark.parametrize("script", ["evaluate.py", "report.py"])
 def test_evaluate_and_report_import_no_torch(script: str) -> None:
     code = (f"import runpy, sys; sys.argv = ['{script}', '--help']\n"

@@ -18,6 +18,7 @@ from lmfusion.data.dicom import read_dicom
 from lmfusion.data.prepared import load_prepared
 from lmfusion.data.preprocess import preprocess
 from lmfusion.decoding.peaks import decode
+from lmfusion.figures.prepared import MONTAGE_COUNT, montage_picks
 from test_readers import SPLIT, points_of, truth_points, write_challenge
 
 REPO = Path(__file__).resolve().parents[1]
@@ -135,11 +136,6 @@ def test_no_valid_study_is_an_error(tmp_path: Path) -> None:
 
 
 def test_montage_shows_the_hard_fields_of_view_first() -> None:
-    sys.path.insert(0, str(REPO / "stages"))
-    try:
-        from prepare import MONTAGE_COUNT, montage_picks
-    finally:
-        sys.path.remove(str(REPO / "stages"))
     names = ("A", "B")
     # study 2: spine in the top tenth (small, high); 3: lowest; 4: largest matrix; 5: non-square
     ys = [(0.3, 0.7), (0.35, 0.75), (0.05, 0.1), (0.5, 0.98), (0.2, 0.8), (0.25, 0.75)] + [(0.3, 0.7)] * 20

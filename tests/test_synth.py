@@ -18,6 +18,7 @@ from lmfusion.data.synth import spine as phantom_spine
 from lmfusion.data.dicom import read_dicom, read_header
 from lmfusion.data.series import choose_mid_sagittal_t2
 from lmfusion.errors import DataError, ParamError
+from lmfusion.figures.synth import challenge_montage
 
 SEED, N = 3, 3
 
@@ -144,7 +145,7 @@ def test_centroid_of_a_polygon() -> None:
 
 
 def test_montage_reads_back(dataset: Path) -> None:
-    image = synth.montage_image(dataset, count=4)
+    image = challenge_montage(dataset, count=4)
     assert image.dtype == np.uint8 and image.shape == (640, 640, 3)
     assert image[:320, :320].mean() > 5  # a drawn tile, not an empty canvas
 

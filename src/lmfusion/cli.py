@@ -14,11 +14,12 @@ from lmfusion.stage import stage_main
 
 def _synth(args: argparse.Namespace) -> int:
     from lmfusion.data import synth
+    from lmfusion.figures.drawing import write_png
 
     if args.gallery:
-        from lmfusion.drawing import write_png
+        from lmfusion.figures.synth import hard_case_gallery
 
-        write_png(args.gallery, synth.hard_case_gallery(args.seed, args.n, LANDMARKS))
+        write_png(args.gallery, hard_case_gallery(args.seed, args.n, LANDMARKS))
         print(f"wrote one study per hard case of seed {args.seed} to {args.gallery}")
         return 0
     if not args.out:
@@ -29,15 +30,16 @@ def _synth(args: argparse.Namespace) -> int:
                             "(nothing is overwritten)")
     if args.format == "rsna2024":
         from lmfusion.data.synth import rsna2024
+        from lmfusion.figures.rsna2024 import rsna2024_montage
 
         summary = rsna2024.write_rsna_dataset(out, n=args.n, seed=args.seed)
-        montage = (lambda: rsna2024.montage_rsna(out, count=16))  # noqa: E731
+        montage = (lambda: rsna2024_montage(out, count=16))  # noqa: E731
     else:
-        summary = synth.write_dataset(out, n=args.n, seed=args.seed, names=LANDMARKS, style=args.style)
-        montage = (lambda: synth.montage_image(out, count=16, names=LANDMARKS))  # noqa: E731
-    if args.montage:
-        from lmfusion.drawing import write_png
+        from lmfusion.figures.synth import challenge_montage
 
+        summary = synth.write_dataset(out, n=args.n, seed=args.seed, names=LANDMARKS, style=args.style)
+        montage = (lambda: challenge_montage(out, count=16, names=LANDMARKS))  # noqa: E731
+    if args.montage:
         write_png(args.montage, montage())
     print(f"wrote {args.n} synthetic studies in the {args.format} layout to {out} ({summary})")
     return 0

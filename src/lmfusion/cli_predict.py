@@ -22,9 +22,10 @@ from lmfusion.data.dicom import read_dicom
 from lmfusion.data.readers import read_image
 from lmfusion.data.series import choose_mid_sagittal_t2
 from lmfusion.errors import DataError, LmfusionError
+from lmfusion.figures.drawing import write_png
+from lmfusion.figures.predict import prediction_overlay
 from lmfusion.io import write_json
-from lmfusion.drawing import draw_points, landmark_colors, to_bgr, write_png
-from lmfusion.api import LandmarkPredictor, Prediction
+from lmfusion.api import LandmarkPredictor
 
 log = logging.getLogger("lmfusion.predict")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
@@ -98,11 +99,6 @@ def load_item(item: Item, spacing_arg: list[float] | None) -> tuple[np.ndarray, 
                     "or a CSV)")
 
 
-def overlay(pixels: np.ndarray, prediction: Prediction) -> np.ndarray:
-    img = to_bgr(pixels)
-    return draw_points(img, prediction.xy, landmark_colors(prediction.names), labels=list(prediction.names))
-
-
 def run_predict(args: argparse.Namespace) -> int:
     if args.spacing is not None and (len(args.spacing) not in (1, 2) or min(args.spacing) <= 0):
         raise LmfusionError(f"--spacing {args.spacing}: give one or two positive numbers (mm per pixel, x [y])")
@@ -135,7 +131,7 @@ def run_predict(args: argparse.Namespace) -> int:
             continue
         record = {**info, "image_size": [int(pixels.shape[1]), int(pixels.shape[0])], **prediction.to_dict()}
         write_json(out / f"{item.name}.json", record)
-        write_png(out / f"{item.name}.png", overlay(pixels, prediction))
+        write_png(out / f"{item.name}.png", prediction_overlay(pixels, prediction))
         flags = prediction.flags
         row = {"name": item.name, "input": str(item.source), "status": "ok", "error": "",
                "method": prediction.method, "level_margin": round(prediction.level_margin, 4),

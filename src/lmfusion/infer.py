@@ -1,7 +1,8 @@
 """Inference: both trained networks and their raw outputs (the infer stage's and the predictor's forward pass).
 
-`Networks.outputs` turns preprocessed images into the raw outputs that `lmfusion.decoding.LandmarkDecoder` decodes:
-the regressor's normalized coordinates and the U-Net's heatmap probabilities.
+`to_input` is both networks' one input normalization (the training datasets use it too). `Networks.outputs` turns
+preprocessed images into the raw outputs that `lmfusion.decoding.LandmarkDecoder` decodes: the regressor's
+normalized coordinates and the U-Net's heatmap probabilities.
 
 Legend: N images, K landmarks, S network input side, H x W heatmap pixels.
 """
@@ -13,9 +14,15 @@ import os
 import numpy as np
 import torch
 
-from lmfusion.data.datasets import to_input
 from lmfusion.errors import DataError
 from lmfusion.models import load_model
+
+
+def to_input(images_u8: np.ndarray) -> torch.Tensor:
+    """uint8 images (N, S, S) or (S, S) to the networks' input: float32 (N, 1, S, S) in -1..1 (training and
+    inference alike)."""
+    x = torch.from_numpy(np.array(images_u8, dtype=np.float32, ndmin=3))  # a copy: read-only memmaps are fine
+    return (x / 127.5 - 1.0)[:, None]  # (N, 1, S, S)
 
 
 class Networks:

@@ -1,4 +1,5 @@
-"""Torch datasets over the prepared in-memory arrays, and the one input normalization of both networks.
+"""Torch datasets over the prepared in-memory arrays; inputs go through the networks' one normalization
+(lmfusion.infer.to_input).
 
 Legend: N images, K landmarks, S image side.
 
@@ -18,12 +19,7 @@ from lmfusion.config import AugmentConfig
 from lmfusion.coords import from_norm, to_norm
 from lmfusion.data.augment import augment
 from lmfusion.heatmaps import encode
-
-
-def to_input(images_u8: np.ndarray) -> torch.Tensor:
-    """uint8 images (N, S, S) or (S, S) to the networks' input: float32 (N, 1, S, S) in -1..1."""
-    x = torch.from_numpy(np.array(images_u8, dtype=np.float32, ndmin=3))  # a copy: read-only memmaps are fine
-    return (x / 127.5 - 1.0)[:, None]  # (N, 1, S, S)
+from lmfusion.infer import to_input
 
 
 class _AugmentedDataset(Dataset):

@@ -33,7 +33,7 @@ from lmfusion.data.prepared import Prepared
 from lmfusion.errors import DataError
 from lmfusion.io import file_digest, write_json
 from lmfusion.models import IMAGENET, build_heatmap_net, build_regressor, save_model
-from lmfusion.drawing import write_png
+from lmfusion.figures.drawing import write_png
 from lmfusion.training.loop import FitResult, fit, load_checkpoint
 
 

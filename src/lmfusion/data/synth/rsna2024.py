@@ -19,10 +19,8 @@ from pydicom.uid import generate_uid
 
 from lmfusion import config
 from lmfusion.data.dicom import write_dicom
-from lmfusion.data.readers.rsna2024 import (CONDITION, DESCRIPTIONS, DISCS, IMAGES, LABELS, LEVELS, SERIES,
-                                            read_rsna2024)
+from lmfusion.data.readers.rsna2024 import CONDITION, DESCRIPTIONS, DISCS, IMAGES, LABELS, LEVELS, SERIES
 from lmfusion.data.synth.study import SynthStudy, generate_study
-from lmfusion.drawing import draw_points, landmark_colors, montage, to_bgr
 from lmfusion.errors import DataError, ParamError
 from lmfusion.io import atomic_path
 
@@ -125,14 +123,3 @@ def write_rsna_dataset(out: Path, n: int, seed: int) -> dict:
         pd.DataFrame(labelled).to_csv(tmp / LABELS, index=False, lineterminator="\n")
         size = sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file())
     return {"studies": n, "images": images, "bytes": size, "series": len(described), "labels": len(labelled)}
-
-
-def montage_rsna(out: Path, count: int = 16, names: tuple[str, ...] = DISCS) -> np.ndarray:
-    """A BGR montage of the first `count` studies' labelled slices with their discs, read back by the reader."""
-    studies, _ = read_rsna2024(out, names, "skip")
-    if not studies:
-        raise DataError(f"{out}: no readable study in the rsna2024 layout")
-    colors = landmark_colors(names)
-    tiles = [draw_points(to_bgr(s.pixels), s.landmarks, colors) for s in studies[:count]]
-    captions = [f"{s.study} {s.pixels.shape[1]}x{s.pixels.shape[0]} {s.spacing[0]:.2f}mm" for s in studies[:count]]
-    return montage(tiles, cols=int(np.ceil(np.sqrt(len(tiles)))), tile=320, captions=captions)

@@ -3,7 +3,7 @@ of one landmark (the paper's Figure 9), the prior-sigma sweep and learning curve
 written atomically.
 
 matplotlib is imported inside the functions, so importing this module stays cheap. Method colours are those of
-lmfusion.plots.COLORS (BGR there, RGB here), so a method has one colour in every figure.
+lmfusion.figures.drawing.COLORS (BGR there, RGB here), so a method has one colour in every figure.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any, Collection, Mapping, Sequence
 
 import numpy as np
 
+from lmfusion.figures.drawing import COLORS
 from lmfusion.io import atomic_path
-from lmfusion.drawing import COLORS
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -1,4 +1,4 @@
-"""Figures drawn with OpenCV (images, overlays, montages) and matplotlib (charts). Images are BGR uint8."""
+"""Drawing primitives with OpenCV: method colours, points on images, montages, PNG writing. Images are BGR uint8."""
 
 from __future__ import annotations
 

@@ -11,17 +11,17 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from lmfusion import charts
-from lmfusion.decoding import fusion
 from lmfusion.config import EvaluateConfig
 from lmfusion.coords import rescale
 from lmfusion.data.prepared import Prepared
+from lmfusion.decoding import fusion
+from lmfusion.figures import charts
+from lmfusion.figures.drawing import COLORS, draw_points, montage, to_bgr, write_png
 from lmfusion.metrics import level_shift, radial_errors, wrong_level_studies
-from lmfusion.drawing import COLORS, draw_points, montage, to_bgr, write_png
 
 if TYPE_CHECKING:
-    from lmfusion.evaluation import SplitOutputs
     from lmfusion.decoding import Decoded
+    from lmfusion.evaluation import SplitOutputs
 
 SHOWN = ("direct", "argmax", "fused", "chain")
 
