@@ -11,7 +11,7 @@ import numpy as np
 
 from lmfusion import config
 from lmfusion.data.dicom import read_dicom, read_header
-from lmfusion.data.synth.challenge import SPLITS
+from lmfusion.data.synth.tianchi import SPLITS
 from lmfusion.data.synth.study import HARD_CASES, generate_study
 from lmfusion.errors import DataError
 from lmfusion.figures.drawing import draw_points, landmark_colors, montage, to_bgr

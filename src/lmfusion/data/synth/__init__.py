@@ -5,7 +5,7 @@
     spine       the sagittal spine: vertebral bodies, discs, sacrum, canal and posterior elements
     mri         rendering and acquisition: tissue values, texture, k-space, bias field, noise
     study       one study: matrix, spacing, field of view, series and the annotated landmarks
-    challenge   the challenge's DICOM + annotation JSON layout
+    tianchi     the spinal disease challenge's DICOM + annotation JSON layout (data.format tianchi)
     rsna2024    the RSNA 2024 layout (CSVs and DICOM folders)
 
 Their pictures (montages read back, the hard-case gallery) are in lmfusion.figures.synth and figures.rsna2024.
@@ -13,7 +13,7 @@ Their pictures (montages read back, the hard-case gallery) are in lmfusion.figur
 
 from __future__ import annotations
 
-from lmfusion.data.synth.challenge import SPLITS, write_dataset
+from lmfusion.data.synth.tianchi import SPLITS, write_dataset
 from lmfusion.data.synth.study import SynthImage, SynthStudy, generate_study
 
 __all__ = ["SPLITS", "SynthImage", "SynthStudy", "generate_study", "write_dataset"]

@@ -1,7 +1,7 @@
-"""One synthetic study: the subject, its series and the annotated landmarks (written by `challenge`).
+"""One synthetic study: the subject, its series and the annotated landmarks (written by `tianchi`).
 
 A study has a sagittal T2 series (3 slices, the middle one annotated), a sagittal T1 slice and an axial T2 slice.
-The subject comes from `phantom` / `phantom_spine` (geometry in mm), the images from `mri` (rendering and
+The subject comes from `phantom` / `spine` (geometry in mm), the images from `mri` (rendering and
 acquisition); here each study gets its matrix, pixel spacing and field of view, and is written with its UIDs and
 annotation. Landmarks are the drawn shapes' centroids mapped by the image's affine and rounded to 2 decimals (the
 rounded values are the ground truth). Legend: K landmarks, H x W image; points are (x, y) = (column, row), pixel
