@@ -1,11 +1,12 @@
-"""Shared fixtures and helpers: a tiny copy of the real pipeline in a temporary git + DVC repository, and the training
-stages on a tiny prepared folder.
+"""Shared fixtures and helpers: a tiny copy of the real pipeline in a temporary git + DVC repository, the training
+stages on a tiny prepared folder, and studies written in the challenge layout.
 
 lmfusion is imported inside the helpers, so a module that moves breaks the tests that use it, not the collection.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -177,3 +178,69 @@ def run_stage(cmd: list[str], env: dict | None = None, check: bool = True) -> su
         raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
 
+
+# ---------------------------------------------------------------- studies in the challenge layout
+
+SPLIT = "lumbar_train150"
+H, W = 48, 40  # every written study's matrix
+
+
+def truth_points(i: int) -> np.ndarray:
+    """(K, 2) landmarks inside an H x W image, top to bottom, different per study."""
+    from lmfusion.config import LANDMARKS
+
+    k = np.arange(len(LANDMARKS))
+    return np.stack([18.25 + 0.5 * k + 0.1 * i, 3.5 + 4.0 * k], axis=1)
+
+
+def study_pixels(i: int) -> np.ndarray:
+    """Study i's (H, W) uint16 pixels."""
+    return np.random.default_rng(i).integers(0, 4000, size=(H, W)).astype(np.uint16)
+
+
+def _point_list(xy: np.ndarray) -> list[dict]:
+    """The annotation JSON's points for `xy` (K, 2), one per name in LANDMARKS."""
+    from lmfusion.config import LANDMARKS
+
+    return [{"coord": [float(x), float(y)],
+             "tag": {"identification": n, ("disc" if "-" in n else "vertebra"): "v2"}, "zIndex": 5}
+            for n, (x, y) in zip(LANDMARKS, xy)]
+
+
+def write_challenge(root: Path, n: int, split: str = SPLIT, spacing: tuple[float, float] | None = (0.7, 0.8),
+                    edit=None) -> list[dict]:
+    """`n` studies in the challenge layout: per study a T1 slice and the annotated T2 slice (image2.dcm).
+
+    `edit(i, record, folder)` may change study i's record or files. Returns the records written to the JSON.
+    """
+    from lmfusion.data.dicom import write_dicom
+
+    records = []
+    for i in range(n):
+        folder = root / split / f"study{i}"
+        uid = f"1.2.826.0.1.{i}"
+        write_dicom(folder / "image1.dcm", study_pixels(100 + i), spacing=spacing, study_uid=uid,
+                    series_uid=f"{uid}.1", instance_uid=f"{uid}.1.1", series_description="T1_SAG")
+        write_dicom(folder / "image2.dcm", study_pixels(i), spacing=spacing, study_uid=uid,
+                    series_uid=f"{uid}.2", instance_uid=f"{uid}.2.1")
+        rec = {"studyUid": uid, "version": "v0.1",
+               "data": [{"seriesUid": f"{uid}.2", "instanceUid": f"{uid}.2.1",
+                         "annotation": [{"annotator": 54, "data": {"point": _point_list(truth_points(i))}}]}]}
+        if edit is not None:
+            edit(i, rec, folder)
+        records.append(rec)
+    (root / f"{split}_annotation.json").write_text(json.dumps(records))
+    return records
+
+
+def points_of(rec: dict) -> list[dict]:
+    """The point list of a challenge record's first annotation."""
+    return rec["data"][0]["annotation"][0]["data"]["point"]
+
+
+def write_image(path: Path, img: np.ndarray) -> None:
+    """Write `img` with OpenCV (the format from the suffix), making the folder."""
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), img)

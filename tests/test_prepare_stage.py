@@ -13,12 +13,12 @@ import pandas as pd
 import pytest
 import yaml
 
+from conftest import SPLIT, points_of, truth_points, write_challenge
 from lmfusion.config import LANDMARKS, PrepareConfig
 from lmfusion.data.dicom import read_dicom
 from lmfusion.data.prepared import load_prepared
 from lmfusion.data.preprocess import preprocess
 from lmfusion.heatmaps import decode
-from test_readers import SPLIT, points_of, truth_points, write_challenge
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = {"prepare": {"unet_size": 64, "regressor_size": 32, "val_size": 1, "test_size": 1},
