@@ -45,6 +45,7 @@ def test_tracker_turns_itself_off_after_an_error(caplog):
     assert caplog.text.count("server gone") == 1
 
 
+@pytest.mark.slow
 def test_training_stage_run_metrics_and_model(stage_inputs, tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = {"LMFUSION_TRACKING": "1", "MLFLOW_TRACKING_URI": uri, "DVC_ROOT": str(REPO), "DVC_EXP_NAME": "tiny-exp"}
@@ -85,6 +86,7 @@ def test_training_stage_run_metrics_and_model(stage_inputs, tmp_path):
     assert client.get_run(run.info.run_id).data.tags[tracking.PARENT_TAG] == parent.info.run_id
 
 
+@pytest.mark.slow
 def test_unreachable_server_keeps_every_output(stage_inputs, tmp_path):
     env = {"LMFUSION_TRACKING": "1", "MLFLOW_TRACKING_URI": "http://127.0.0.1:9",
            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}

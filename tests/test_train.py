@@ -33,6 +33,7 @@ def _fit_regressor(inputs: Path, tmp: Path, cfg: TrainConfig) -> tuple[train.Fit
     return result, model
 
 
+@pytest.mark.slow
 def test_fit_is_deterministic(stage_inputs, tmp_path):
     cfg = XceptionConfig(epochs=2, batch_size=4, lr=1e-3, scheduler="cosine", warmup_epochs=1)
     a, model_a = _fit_regressor(stage_inputs, tmp_path / "a", cfg)
@@ -46,6 +47,7 @@ def test_fit_is_deterministic(stage_inputs, tmp_path):
     assert list(table.columns) == ["epoch", "train_loss", "val_loss"] and list(table.epoch) == [1, 2]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("epochs", [1, 2])
 def test_freeze_epochs_hold_the_backbone_still_then_train_it(stage_inputs, tmp_path, epochs):
     data = load_prepared(stage_inputs / "prepared", tuple(STAGE_NAMES))
@@ -62,6 +64,7 @@ def test_freeze_epochs_hold_the_backbone_still_then_train_it(stage_inputs, tmp_p
     assert any(k.startswith("backbone.") for k in moved) == (epochs == 2)  # held in epoch 1, trained in epoch 2
 
 
+@pytest.mark.slow
 def test_early_stopping(stage_inputs, tmp_path, monkeypatch):
     losses = iter([1.0, 0.5, 0.6, 0.7, 0.8, 0.9])
     monkeypatch.setattr(train, "evaluate", lambda *a, **k: next(losses))
@@ -105,6 +108,7 @@ def test_checkpoint_for_other_params_is_ignored(tmp_path, caplog):
     assert train.load_checkpoint(path, "old") is None
 
 
+@pytest.mark.slow
 def test_resume_after_kill_gives_the_uninterrupted_weights(stage_inputs, tmp_path):
     killed = run_stage(stage_cmd("train_xception", stage_inputs, tmp_path / "resumed"),
                        env={"LMFUSION_STOP_AFTER_EPOCH": "1"}, check=False)
@@ -129,6 +133,7 @@ def test_resume_after_kill_gives_the_uninterrupted_weights(stage_inputs, tmp_pat
     assert (tmp_path / "straight" / "plots" / "train_xception_augment.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_with_the_encoder_held_for_an_epoch(stage_inputs, tmp_path):
     params = {**STAGE_PARAMS, "train_unet": {**STAGE_PARAMS["train_unet"], "epochs": 2, "freeze_epochs": 1}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
