@@ -1,13 +1,19 @@
-"""Shared fixtures: a tiny copy of the real pipeline in a temporary git + DVC repository."""
+"""Shared fixtures and helpers: a tiny copy of the real pipeline in a temporary git + DVC repository, the training
+stages on a tiny prepared folder, and studies written in the challenge layout.
+
+lmfusion is imported inside the helpers, so a module that moves breaks the tests that use it, not the collection.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -47,7 +53,6 @@ def deep_update(base: dict, new: dict) -> dict:
 
 def write_csv_dataset(out: Path, n: int, names: tuple[str, ...], seed: int = 0) -> None:
     """`n` synthetic annotated slices as 16-bit PNGs with landmarks.csv (data.format: csv) for `names`."""
-    import numpy as np
     import pandas as pd
 
     from lmfusion.data.synth import generate_study
@@ -98,3 +103,152 @@ def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict:
     run(["git", "add", "-A"], root)
     run(["git", "commit", "-qm", "reproduced"], root)
     return {"root": root, "env": env, "repro": repro}
+
+
+# ---------------------------------------------------------------- the training stages on a tiny prepared folder
+
+STAGE_NAMES = ["T12-L1", "L1", "L1-L2"]
+STAGE_SIZE = 32
+STAGE_PARAMS = {
+    "base": {"seed": 0, "landmarks": STAGE_NAMES},
+    "heatmap": {"sigma": 1.5},
+    "train_xception": {"model": "resnet10t", "dropout": 0.2, "epochs": 3, "batch_size": 4, "lr": 0.001,
+                       "scheduler": "onecycle"},
+    "train_unet": {"encoder": "resnet18", "encoder_depth": 3, "decoder_channels": [16, 8, 8], "epochs": 1,
+                   "batch_size": 4, "lr": 0.003, "scheduler": "none"},
+}
+
+
+def make_stage_inputs(root: Path, n: int = 12, n_val: int = 4) -> Path:
+    """A prepared folder (bright dots at the landmarks of 128 px originals), heatmap targets and STAGE_PARAMS."""
+    import pandas as pd
+
+    from lmfusion.coords import rescale
+    from lmfusion.data.prepared import load_prepared, save_prepared
+    from lmfusion.heatmaps import encode
+
+    rng = np.random.default_rng(0)
+    orig, names, size = 128, STAGE_NAMES, STAGE_SIZE
+    xy = np.stack([rng.uniform(40, 90, (n, len(names))), np.linspace(30, 100, len(names)) +
+                   rng.normal(0, 3, (n, len(names)))], axis=-1)  # (N, K, 2) original pixels
+    rows = []
+    for i in range(n):
+        row = {"study": f"s{i:02d}", "source": "synthetic", "split": "val" if i < n_val else "train",
+               "width": orig, "height": orig, "spacing_x": 0.5, "spacing_y": 0.5}
+        row.update({f"{name}_{a}": xy[i, k, j] for k, name in enumerate(names) for j, a in enumerate("xy")})
+        rows.append(row)
+
+    def images(side: int) -> np.ndarray:
+        dots = encode(rescale(xy, (orig, orig), (side, side)), side, side, 1.5).max(1)  # (N, S, S)
+        return np.clip(rng.normal(50, 15, dots.shape) + 180 * dots, 0, 255).astype(np.uint8)
+
+    save_prepared(root / "prepared", pd.DataFrame(rows), images(size), images(size))
+    data = load_prepared(root / "prepared", tuple(names))
+    (root / "heatmaps").mkdir()
+    np.save(root / "heatmaps" / "targets.npy",
+            encode(data.landmarks_at(size), size, size, STAGE_PARAMS["heatmap"]["sigma"], dtype=np.float16))
+    (root / "params.yaml").write_text(yaml.safe_dump(STAGE_PARAMS))
+    return root
+
+
+@pytest.fixture(scope="session")
+def stage_inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """make_stage_inputs once per session; tests read it and write their outputs elsewhere."""
+    return make_stage_inputs(tmp_path_factory.mktemp("stage_inputs"))
+
+
+def stage_cmd(stage: str, root: Path, out: Path, launcher: list[str] | None = None) -> list[str]:
+    """The training stage script's command line on make_stage_inputs' `root`, with every output under `out`."""
+    net = "xception" if stage == "train_xception" else "unet"
+    inputs = [str(root / "prepared")] + ([str(root / "heatmaps")] if stage == "train_unet" else [])
+    outs = [out / "models" / net, out / "checkpoints" / f"{stage}.pt", out / "metrics" / f"{stage}.json",
+            out / "plots" / f"{stage}_loss.csv", out / "plots" / f"{stage}_augment.png"]
+    return [*(launcher or [sys.executable]), str(REPO / "stages" / f"{stage}.py"), *inputs, *map(str, outs),
+            "--params", str(root / "params.yaml")]
+
+
+def run_stage(cmd: list[str], env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a stage command without tracking (unless `env` turns it on) and without an inherited stop request."""
+    from lmfusion.training.loop import STOP_ENV
+
+    full = {k: v for k, v in os.environ.items() if k != STOP_ENV}
+    full.update({"LMFUSION_TRACKING": "0", **(env or {})})
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=full, timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+# ---------------------------------------------------------------- studies in the challenge layout
+
+SPLIT = "lumbar_train150"
+H, W = 48, 40  # every written study's matrix
+
+
+def truth_points(i: int) -> np.ndarray:
+    """(K, 2) landmarks inside an H x W image, top to bottom, different per study."""
+    from lmfusion.config import LANDMARKS
+
+    k = np.arange(len(LANDMARKS))
+    return np.stack([18.25 + 0.5 * k + 0.1 * i, 3.5 + 4.0 * k], axis=1)
+
+
+def study_pixels(i: int) -> np.ndarray:
+    """Study i's (H, W) uint16 pixels."""
+    return np.random.default_rng(i).integers(0, 4000, size=(H, W)).astype(np.uint16)
+
+
+def _point_list(xy: np.ndarray) -> list[dict]:
+    """The annotation JSON's points for `xy` (K, 2), one per name in LANDMARKS."""
+    from lmfusion.config import LANDMARKS
+
+    return [{"coord": [float(x), float(y)],
+             "tag": {"identification": n, ("disc" if "-" in n else "vertebra"): "v2"}, "zIndex": 5}
+            for n, (x, y) in zip(LANDMARKS, xy)]
+
+
+def write_challenge(root: Path, n: int, split: str = SPLIT, spacing: tuple[float, float] | None = (0.7, 0.8),
+                    edit=None) -> list[dict]:
+    """`n` studies in the challenge layout: per study a T1 slice and the annotated T2 slice (image2.dcm).
+
+    `edit(i, record, folder)` may change study i's record or files. Returns the records written to the JSON.
+    """
+    from lmfusion.data.dicom import write_dicom
+
+    records = []
+    for i in range(n):
+        folder = root / split / f"study{i}"
+        uid = f"1.2.826.0.1.{i}"
+        write_dicom(folder / "image1.dcm", study_pixels(100 + i), spacing=spacing, study_uid=uid,
+                    series_uid=f"{uid}.1", instance_uid=f"{uid}.1.1", series_description="T1_SAG")
+        write_dicom(folder / "image2.dcm", study_pixels(i), spacing=spacing, study_uid=uid,
+                    series_uid=f"{uid}.2", instance_uid=f"{uid}.2.1")
+        rec = {"studyUid": uid, "version": "v0.1",
+               "data": [{"seriesUid": f"{uid}.2", "instanceUid": f"{uid}.2.1",
+                         "annotation": [{"annotator": 54, "data": {"point": _point_list(truth_points(i))}}]}]}
+        if edit is not None:
+            edit(i, rec, folder)
+        records.append(rec)
+    (root / f"{split}_annotation.json").write_text(json.dumps(records))
+    return records
+
+
+def points_of(rec: dict) -> list[dict]:
+    """The point list of a challenge record's first annotation."""
+    return rec["data"][0]["annotation"][0]["data"]["point"]
+
+
+def write_image(path: Path, img: np.ndarray) -> None:
+    """Write `img` with OpenCV (the format from the suffix), making the folder."""
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), img)
+
+
+def peaks_xy(heatmaps: np.ndarray, subpixel: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(..., 2) peak positions of (..., H, W) maps, integer or refined to sub-pixel, and the (...) peak values."""
+    from lmfusion.decoding.peaks import argmax, refine
+
+    xy, scores = argmax(heatmaps)
+    return (refine(heatmaps, xy) if subpixel else xy), scores

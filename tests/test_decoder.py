@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import yaml
 
+from conftest import peaks_xy
 from lmfusion.decoding import fit, fusion, peaks
 from lmfusion.decoding.chain import ChainSettings
 from lmfusion.coords import rescale, to_norm
 from lmfusion.decoding import DECODER_FILE, METHODS, LandmarkDecoder
 from lmfusion.errors import DataError
-from lmfusion.decoding.peaks import decode
 from lmfusion.heatmaps import encode
 from lmfusion.io import write_json
 
@@ -37,8 +37,8 @@ def test_decode_hm_gives_every_method_and_is_chunk_invariant(monkeypatch: pytest
     assert set(out.xy) == {"direct", "argmax", "argmax_subpixel", "fused", "fused_subpixel", "chain", "chain_subpixel"}
     assert all(v.shape == (5, 3, 2) for v in out.xy.values()) and out.fallback.shape == (5, 3)
     np.testing.assert_array_equal(out.xy["direct"], xy_reg)
-    np.testing.assert_array_equal(out.xy["argmax"], decode(hm)[0])
-    np.testing.assert_array_equal(out.xy["argmax_subpixel"], decode(hm, subpixel=True)[0])
+    np.testing.assert_array_equal(out.xy["argmax"], peaks_xy(hm)[0])
+    np.testing.assert_array_equal(out.xy["argmax_subpixel"], peaks_xy(hm, subpixel=True)[0])
     np.testing.assert_array_equal(out.xy["fused"], fusion.fuse(hm, xy_reg, sigma, 1e-4).xy_hm)
     np.testing.assert_array_equal(out.xy["fused_subpixel"], fusion.fuse(hm, xy_reg, sigma, 1e-4, True).xy_hm)
     assert out.fallbacks == int(out.fallback.sum())

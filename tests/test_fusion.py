@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import peaks_xy
 from lmfusion.decoding import fit, fusion
 from lmfusion.errors import ParamError
-from lmfusion.decoding.peaks import decode
 from lmfusion.heatmaps import encode
 
 H = W = 64
@@ -40,7 +40,7 @@ def test_prior_picks_the_true_peak_over_a_higher_adjacent_impostor() -> None:
     true, impostor = (30.0, 24.0), (31.0, 40.0)  # the next vertebral level, 16 px lower, and brighter
     hm = _peaks([true, impostor], [0.6, 0.95])[None, None]  # (N, K, H, W)
     xy_reg = np.array([[[32.0, 27.0]]])  # the regressor is 3.6 px off, on the right level
-    argmax_xy, _ = decode(hm)
+    argmax_xy, _ = peaks_xy(hm)
     np.testing.assert_array_equal(argmax_xy[0, 0], impostor)
     res = fusion.fuse(hm, xy_reg, sigma=4.0, min_product=1e-4)
     np.testing.assert_array_equal(res.xy_hm[0, 0], true)
@@ -67,7 +67,7 @@ def _random_case(n: int = 3, k: int = 4, seed: int = 0) -> tuple[np.ndarray, np.
 def test_sigma_inf_is_argmax_and_sigma_0_is_direct() -> None:
     hm, xy_reg = _random_case()
     for subpixel in (False, True):
-        expected, scores = decode(hm, subpixel=subpixel)
+        expected, scores = peaks_xy(hm, subpixel=subpixel)
         res = fusion.fuse(hm, xy_reg, np.inf, min_product=0.5, subpixel=subpixel)
         np.testing.assert_array_equal(res.xy_hm, expected)
         np.testing.assert_allclose(res.score, scores)
@@ -81,7 +81,7 @@ def test_per_landmark_sigma_mixes_the_special_values() -> None:
     hm, xy_reg = _random_case(k=3)
     res = fusion.fuse(hm, xy_reg, np.array([0.0, np.inf, 3.0]), min_product=1e-4)
     np.testing.assert_array_equal(res.xy_hm[:, 0], xy_reg[:, 0])
-    np.testing.assert_array_equal(res.xy_hm[:, 1], decode(hm[:, 1])[0])
+    np.testing.assert_array_equal(res.xy_hm[:, 1], peaks_xy(hm[:, 1])[0])
     np.testing.assert_array_equal(res.xy_hm[:, 2], fusion.fuse(hm[:, 2:], xy_reg[:, 2:], 3.0, 1e-4).xy_hm[:, 0])
 
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 import yaml
 
+from conftest import run_stage, stage_cmd
 from lmfusion.errors import DataError, LmfusionError, ParamError
 from lmfusion.models import build_heatmap_net, build_regressor, load_model, save_model
 
@@ -148,15 +149,13 @@ def test_colour_first_convolution_loads_summed_to_one_channel(tmp_path):
     assert torch.equal(net.backbone.state_dict()["layer1.0.conv1.weight"], colour.state_dict()["layer1.0.conv1.weight"])
 
 
-def test_imagenet_offline_stops_the_training_stage_with_one_line(tmp_path):
-    from test_train import make_stage_inputs, run_stage, stage_cmd
-
-    root = make_stage_inputs(tmp_path / "in")
-    params = yaml.safe_load((root / "params.yaml").read_text())
+def test_imagenet_offline_stops_the_training_stage_with_one_line(stage_inputs, tmp_path):
+    params = yaml.safe_load((stage_inputs / "params.yaml").read_text())
     params["train_xception"]["weights"] = "imagenet"  # resnet10t: its weights live on the hub, which is offline
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "TORCH_HOME": str(tmp_path / "torch")}
-    proc = run_stage(stage_cmd("train_xception", root, tmp_path / "out"), env=env, check=False)
+    cmd = stage_cmd("train_xception", stage_inputs, tmp_path / "out")[:-1] + [str(tmp_path / "params.yaml")]
+    proc = run_stage(cmd, env=env, check=False)
     assert proc.returncode == 1, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in proc.stderr

@@ -1,4 +1,4 @@
-"""Peaks: argmax and sub-pixel decode, border peaks, batches, local maxima, chunks, and the one edge rule for
+"""Peaks: argmax and sub-pixel refinement, border peaks, batches, local maxima, chunks, and the one edge rule for
 reading a map at a point."""
 
 from __future__ import annotations
@@ -6,14 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import peaks_xy
 from lmfusion.decoding import peaks
-from lmfusion.decoding.peaks import argmax, decode, local_maxima, refine, values_at
+from lmfusion.decoding.peaks import argmax, local_maxima, refine, values_at
 from lmfusion.heatmaps import encode
 
 
 def test_decode_integer_round_trip() -> None:
     xy = np.array([[3.0, 5.0], [15.0, 0.0], [0.0, 11.0]])
-    out, scores = decode(encode(xy, 12, 16, 1.5))
+    out, scores = peaks_xy(encode(xy, 12, 16, 1.5))
     np.testing.assert_array_equal(out, xy)
     np.testing.assert_allclose(scores, 1.0)
 
@@ -24,8 +25,8 @@ def test_subpixel_decode_recovers_position(dtype: type, tol: float) -> None:
     for sigma in (1.2, 1.7, 2.0, 2.5, 3.0):
         xy = rng.uniform(5, 59, size=(20, 2))  # (K, 2) random sub-pixel positions
         hm = encode(xy, 64, 64, sigma, dtype=dtype)
-        coarse, _ = decode(hm)
-        fine, _ = decode(hm, subpixel=True)
+        coarse, _ = peaks_xy(hm)
+        fine, _ = peaks_xy(hm, subpixel=True)
         err = np.abs(fine - xy).max()
         assert err < tol, (sigma, err)
         assert err < np.abs(coarse - xy).max() or err < 1e-9
@@ -34,7 +35,7 @@ def test_subpixel_decode_recovers_position(dtype: type, tol: float) -> None:
 @pytest.mark.parametrize("xy", [[0.0, 4.0], [-0.4, 4.3], [15.0, 0.0], [15.45, 11.4]])
 def test_border_peak_is_not_refined_out_of_range(xy: list[float]) -> None:
     hm = encode(np.array([xy]), 12, 16, 1.5)
-    fine, _ = decode(hm, subpixel=True)
+    fine, _ = peaks_xy(hm, subpixel=True)
     assert 0 <= fine[0, 0] <= 15 and 0 <= fine[0, 1] <= 11
     coarse, _ = argmax(hm)
     on_border_x = coarse[0, 0] in (0, 15)
@@ -55,16 +56,16 @@ def test_batch_dimensions() -> None:
     xy = rng.uniform(4, 28, size=(2, 3, 5, 2))  # (A, B, K, 2)
     hm = encode(xy, 32, 32, 2.0)
     assert hm.shape == (2, 3, 5, 32, 32)
-    out, scores = decode(hm, subpixel=True)
+    out, scores = peaks_xy(hm, subpixel=True)
     assert out.shape == (2, 3, 5, 2) and scores.shape == (2, 3, 5)
     np.testing.assert_allclose(out, xy, atol=1e-3)
-    single, _ = decode(hm[1, 2], subpixel=True)
+    single, _ = peaks_xy(hm[1, 2], subpixel=True)
     np.testing.assert_allclose(single, out[1, 2])
 
 
 def test_an_empty_map_decodes_with_score_0() -> None:
     hm = encode(np.array([[np.nan, np.nan], [4.0, 4.0]]), 8, 8, 2.0)
-    _, scores = decode(hm, subpixel=True)
+    _, scores = peaks_xy(hm, subpixel=True)
     assert scores[0] == 0.0 and scores[1] == pytest.approx(1.0)
 
 

@@ -13,13 +13,12 @@ import pandas as pd
 import pytest
 import yaml
 
+from conftest import SPLIT, peaks_xy, points_of, truth_points, write_challenge
 from lmfusion.config import LANDMARKS, PrepareConfig
 from lmfusion.data.dicom import read_dicom
 from lmfusion.data.prepared import load_prepared
 from lmfusion.data.preprocess import preprocess
-from lmfusion.decoding.peaks import decode
 from lmfusion.figures.prepared import MONTAGE_COUNT, montage_picks
-from test_readers import SPLIT, points_of, truth_points, write_challenge
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = {"prepare": {"unet_size": 64, "regressor_size": 32, "val_size": 1, "test_size": 1},
@@ -87,7 +86,7 @@ def test_heatmap_targets(run: dict) -> None:
     data = load_prepared(root / "prepared", LANDMARKS)
     targets = np.load(root / "heatmaps" / "targets.npy")
     assert targets.shape == (5, len(LANDMARKS), 64, 64) and targets.dtype == np.float16
-    xy, scores = decode(targets.astype(np.float32), subpixel=True)
+    xy, scores = peaks_xy(targets.astype(np.float32), subpixel=True)
     np.testing.assert_allclose(xy, data.landmarks_at(64), atol=0.02)
     assert (scores > 0.8).all()
     preview = cv2.imread(str(root / "preview.png"))

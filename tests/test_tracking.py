@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 
+from conftest import REPO, run_stage, stage_cmd
 from lmfusion import tracking
-from test_train import REPO, make_stage_inputs, run_stage, stage_cmd
-
-
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_stage_inputs(tmp_path_factory.mktemp("inputs"))
 
 
 def test_uri_defaults_to_sqlite_in_the_dvc_root(tmp_path, monkeypatch):
@@ -51,10 +45,11 @@ def test_tracker_turns_itself_off_after_an_error(caplog):
     assert caplog.text.count("server gone") == 1
 
 
-def test_training_stage_run_metrics_and_model(inputs, tmp_path):
+@pytest.mark.slow
+def test_training_stage_run_metrics_and_model(stage_inputs, tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = {"LMFUSION_TRACKING": "1", "MLFLOW_TRACKING_URI": uri, "DVC_ROOT": str(REPO), "DVC_EXP_NAME": "tiny-exp"}
-    run_stage(stage_cmd("train_xception", inputs, tmp_path / "out"), env=env)
+    run_stage(stage_cmd("train_xception", stage_inputs, tmp_path / "out"), env=env)
 
     from mlflow.tracking import MlflowClient
     import mlflow
@@ -91,10 +86,11 @@ def test_training_stage_run_metrics_and_model(inputs, tmp_path):
     assert client.get_run(run.info.run_id).data.tags[tracking.PARENT_TAG] == parent.info.run_id
 
 
-def test_unreachable_server_keeps_every_output(inputs, tmp_path):
+@pytest.mark.slow
+def test_unreachable_server_keeps_every_output(stage_inputs, tmp_path):
     env = {"LMFUSION_TRACKING": "1", "MLFLOW_TRACKING_URI": "http://127.0.0.1:9",
            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
-    proc = run_stage(stage_cmd("train_unet", inputs, tmp_path), env=env)
+    proc = run_stage(stage_cmd("train_unet", stage_inputs, tmp_path), env=env)
     assert proc.stderr.count("WARNING lmfusion") == 1
     for path in ("models/unet/model.pt", "checkpoints/train_unet.pt", "metrics/train_unet.json",
                  "plots/train_unet_loss.csv", "plots/train_unet_augment.png"):

@@ -1,97 +1,31 @@
-"""The training loop (lmfusion.train), its stage wiring (lmfusion.train_stage, stages/train_*.py): determinism,
+"""The training loop (lmfusion.training.loop), its stage wiring (lmfusion.training.job, stages/train_*.py): determinism,
 resuming after a kill, early stopping, and two-process DistributedDataParallel."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
 import yaml
 from torch import nn
 
+from conftest import STAGE_NAMES, STAGE_PARAMS, STAGE_SIZE, run_stage, stage_cmd
 from lmfusion.training import loop as train
 from lmfusion.config import AugmentConfig, TrainConfig, XceptionConfig
-from lmfusion.coords import rescale
 from lmfusion.data.datasets import HeatmapDataset, RegressorDataset
-from lmfusion.data.prepared import load_prepared, save_prepared
-from lmfusion.heatmaps import encode
-from lmfusion.io import save_npy
+from lmfusion.data.prepared import load_prepared
 from lmfusion.models import build_heatmap_net, build_regressor
-
-REPO = Path(__file__).resolve().parents[1]
-NAMES = ["T12-L1", "L1", "L1-L2"]
-SIZE = 32
-TINY = {
-    "base": {"seed": 0, "landmarks": NAMES},
-    "heatmap": {"sigma": 1.5},
-    "train_xception": {"model": "resnet10t", "dropout": 0.2, "epochs": 3, "batch_size": 4, "lr": 0.001,
-                       "scheduler": "onecycle"},
-    "train_unet": {"encoder": "resnet18", "encoder_depth": 3, "decoder_channels": [16, 8, 8], "epochs": 1,
-                   "batch_size": 4, "lr": 0.003, "scheduler": "none"},
-}
-
-
-def make_stage_inputs(root: Path, n: int = 12, n_val: int = 4) -> Path:
-    """A prepared folder (bright dots at the landmarks of 128 px originals), heatmap targets and tiny params."""
-    rng = np.random.default_rng(0)
-    orig = 128
-    xy = np.stack([rng.uniform(40, 90, (n, len(NAMES))), np.linspace(30, 100, len(NAMES)) +
-                   rng.normal(0, 3, (n, len(NAMES)))], axis=-1)  # (N, K, 2) original pixels
-    rows = []
-    for i in range(n):
-        row = {"study": f"s{i:02d}", "source": "synthetic", "split": "val" if i < n_val else "train",
-               "width": orig, "height": orig, "spacing_x": 0.5, "spacing_y": 0.5}
-        row.update({f"{name}_{a}": xy[i, k, j] for k, name in enumerate(NAMES) for j, a in enumerate("xy")})
-        rows.append(row)
-
-    def images(size: int) -> np.ndarray:
-        dots = encode(rescale(xy, (orig, orig), (size, size)), size, size, 1.5).max(1)  # (N, S, S)
-        return np.clip(rng.normal(50, 15, dots.shape) + 180 * dots, 0, 255).astype(np.uint8)
-
-    save_prepared(root / "prepared", pd.DataFrame(rows), images(SIZE), images(SIZE))
-    data = load_prepared(root / "prepared", tuple(NAMES))
-    save_npy(root / "heatmaps" / "targets.npy",
-             encode(data.landmarks_at(SIZE), SIZE, SIZE, TINY["heatmap"]["sigma"], dtype=np.float16))
-    (root / "params.yaml").write_text(yaml.safe_dump(TINY))
-    return root
-
-
-def stage_cmd(stage: str, root: Path, out: Path, launcher: list[str] | None = None) -> list[str]:
-    """The stage script's command line with every output under `out`."""
-    net = "xception" if stage == "train_xception" else "unet"
-    inputs = [str(root / "prepared")] + ([str(root / "heatmaps")] if stage == "train_unet" else [])
-    outs = [out / "models" / net, out / "checkpoints" / f"{stage}.pt", out / "metrics" / f"{stage}.json",
-            out / "plots" / f"{stage}_loss.csv", out / "plots" / f"{stage}_augment.png"]
-    return [*(launcher or [sys.executable]), str(REPO / "stages" / f"{stage}.py"), *inputs, *map(str, outs),
-            "--params", str(root / "params.yaml")]
-
-
-def run_stage(cmd: list[str], env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    full = {k: v for k, v in os.environ.items() if k != train.STOP_ENV}
-    full.update({"LMFUSION_TRACKING": "0", **(env or {})})
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=full, timeout=300)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc
-
-
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_stage_inputs(tmp_path_factory.mktemp("inputs"))
 
 
 def _fit_regressor(inputs: Path, tmp: Path, cfg: TrainConfig) -> tuple[train.FitResult, nn.Module]:
-    data = load_prepared(inputs / "prepared", tuple(NAMES))
+    data = load_prepared(inputs / "prepared", tuple(STAGE_NAMES))
     tr, va = data.split_indices("train"), data.split_indices("val")
     torch.manual_seed(0)
-    model = build_regressor("resnet10t", len(NAMES), 0.2)
+    model = build_regressor("resnet10t", len(STAGE_NAMES), 0.2)
     result = train.fit(model, nn.MSELoss(),
                        RegressorDataset(data.regressor[tr], data.landmarks_norm[tr], AugmentConfig(), seed=0),
                        RegressorDataset(data.regressor[va], data.landmarks_norm[va], None, seed=0),
@@ -99,10 +33,11 @@ def _fit_regressor(inputs: Path, tmp: Path, cfg: TrainConfig) -> tuple[train.Fit
     return result, model
 
 
-def test_fit_is_deterministic(inputs, tmp_path):
+@pytest.mark.slow
+def test_fit_is_deterministic(stage_inputs, tmp_path):
     cfg = XceptionConfig(epochs=2, batch_size=4, lr=1e-3, scheduler="cosine", warmup_epochs=1)
-    a, model_a = _fit_regressor(inputs, tmp_path / "a", cfg)
-    b, model_b = _fit_regressor(inputs, tmp_path / "b", cfg)
+    a, model_a = _fit_regressor(stage_inputs, tmp_path / "a", cfg)
+    b, model_b = _fit_regressor(stage_inputs, tmp_path / "b", cfg)
     assert [h["train_loss"] for h in a.history] == [h["train_loss"] for h in b.history]
     assert [h["val_loss"] for h in a.history] == [h["val_loss"] for h in b.history]
     for (k, va), vb in zip(model_a.state_dict().items(), model_b.state_dict().values()):
@@ -112,13 +47,14 @@ def test_fit_is_deterministic(inputs, tmp_path):
     assert list(table.columns) == ["epoch", "train_loss", "val_loss"] and list(table.epoch) == [1, 2]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("epochs", [1, 2])
-def test_freeze_epochs_hold_the_backbone_still_then_train_it(inputs, tmp_path, epochs):
-    data = load_prepared(inputs / "prepared", tuple(NAMES))
+def test_freeze_epochs_hold_the_backbone_still_then_train_it(stage_inputs, tmp_path, epochs):
+    data = load_prepared(stage_inputs / "prepared", tuple(STAGE_NAMES))
     tr = data.split_indices("train")
     ds = RegressorDataset(data.regressor[tr], data.landmarks_norm[tr], None, seed=0)
     torch.manual_seed(0)
-    model = build_regressor("resnet10t", len(NAMES), 0.2)
+    model = build_regressor("resnet10t", len(STAGE_NAMES), 0.2)
     start = {k: v.detach().clone() for k, v in model.named_parameters()}
     cfg = XceptionConfig(epochs=epochs, batch_size=4, lr=1e-3, scheduler="none", freeze_epochs=1)
     train.fit(model, nn.MSELoss(), ds, ds, cfg, seed=0, checkpoint=tmp_path / "ck.pt", config_hash="f",
@@ -128,13 +64,14 @@ def test_freeze_epochs_hold_the_backbone_still_then_train_it(inputs, tmp_path, e
     assert any(k.startswith("backbone.") for k in moved) == (epochs == 2)  # held in epoch 1, trained in epoch 2
 
 
-def test_early_stopping(inputs, tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_early_stopping(stage_inputs, tmp_path, monkeypatch):
     losses = iter([1.0, 0.5, 0.6, 0.7, 0.8, 0.9])
     monkeypatch.setattr(train, "evaluate", lambda *a, **k: next(losses))
-    data = load_prepared(inputs / "prepared", tuple(NAMES))
-    xy = data.landmarks_at(SIZE)
+    data = load_prepared(stage_inputs / "prepared", tuple(STAGE_NAMES))
+    xy = data.landmarks_at(STAGE_SIZE)
     ds = HeatmapDataset(data.unet[:4], xy[:4], 1.5, None, seed=0)
-    net = build_heatmap_net("Unet", "resnet18", len(NAMES), 3, [8, 8, 8])
+    net = build_heatmap_net("Unet", "resnet18", len(STAGE_NAMES), 3, [8, 8, 8])
     cfg = TrainConfig(epochs=6, batch_size=4, early_stopping=2)
     result = train.fit(net, nn.BCEWithLogitsLoss(), ds, ds, cfg, seed=0, checkpoint=tmp_path / "ck.pt",
                        config_hash="h")
@@ -171,15 +108,16 @@ def test_checkpoint_for_other_params_is_ignored(tmp_path, caplog):
     assert train.load_checkpoint(path, "old") is None
 
 
-def test_resume_after_kill_gives_the_uninterrupted_weights(inputs, tmp_path):
-    killed = run_stage(stage_cmd("train_xception", inputs, tmp_path / "resumed"),
+@pytest.mark.slow
+def test_resume_after_kill_gives_the_uninterrupted_weights(stage_inputs, tmp_path):
+    killed = run_stage(stage_cmd("train_xception", stage_inputs, tmp_path / "resumed"),
                        env={"LMFUSION_STOP_AFTER_EPOCH": "1"}, check=False)
     assert killed.returncode != 0 and "stopped after epoch 1" in killed.stderr
     assert (tmp_path / "resumed" / "checkpoints" / "train_xception.pt").exists()
     assert not (tmp_path / "resumed" / "models" / "xception" / "model.pt").exists()
-    resumed = run_stage(stage_cmd("train_xception", inputs, tmp_path / "resumed"))
+    resumed = run_stage(stage_cmd("train_xception", stage_inputs, tmp_path / "resumed"))
     assert "resuming from" in resumed.stderr
-    run_stage(stage_cmd("train_xception", inputs, tmp_path / "straight"))
+    run_stage(stage_cmd("train_xception", stage_inputs, tmp_path / "straight"))
 
     a = torch.load(tmp_path / "resumed" / "models" / "xception" / "model.pt", weights_only=True)
     b = torch.load(tmp_path / "straight" / "models" / "xception" / "model.pt", weights_only=True)
@@ -187,18 +125,20 @@ def test_resume_after_kill_gives_the_uninterrupted_weights(inputs, tmp_path):
         assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
     csv_a = (tmp_path / "resumed" / "plots" / "train_xception_loss.csv").read_text()
     assert csv_a == (tmp_path / "straight" / "plots" / "train_xception_loss.csv").read_text()
-    assert len(csv_a.splitlines()) == 1 + TINY["train_xception"]["epochs"]
+    assert len(csv_a.splitlines()) == 1 + STAGE_PARAMS["train_xception"]["epochs"]
     metrics = json.loads((tmp_path / "resumed" / "metrics" / "train_xception.json").read_text())
     assert metrics["epochs_run"] == 3 and metrics["world_size"] == 1 and metrics["replicas_in_sync"] is True
-    assert b["meta"]["kind"] == "regressor" and b["meta"]["names"] == NAMES and b["meta"]["input_size"] == SIZE
+    meta = b["meta"]
+    assert meta["kind"] == "regressor" and meta["names"] == STAGE_NAMES and meta["input_size"] == STAGE_SIZE
     assert (tmp_path / "straight" / "plots" / "train_xception_augment.png").stat().st_size > 0
 
 
-def test_ddp_two_processes_with_the_encoder_held_for_an_epoch(inputs, tmp_path):
-    params = {**TINY, "train_unet": {**TINY["train_unet"], "epochs": 2, "freeze_epochs": 1}}
+@pytest.mark.slow
+def test_ddp_two_processes_with_the_encoder_held_for_an_epoch(stage_inputs, tmp_path):
+    params = {**STAGE_PARAMS, "train_unet": {**STAGE_PARAMS["train_unet"], "epochs": 2, "freeze_epochs": 1}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     torchrun = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node=2"]
-    cmd = stage_cmd("train_unet", inputs, tmp_path, launcher=torchrun)[:-1] + [str(tmp_path / "params.yaml")]
+    cmd = stage_cmd("train_unet", stage_inputs, tmp_path, launcher=torchrun)[:-1] + [str(tmp_path / "params.yaml")]
     run_stage(cmd, env={"OMP_NUM_THREADS": "1"})
     metrics = json.loads((tmp_path / "metrics" / "train_unet.json").read_text())
     assert metrics["world_size"] == 2 and metrics["replicas_in_sync"] is True

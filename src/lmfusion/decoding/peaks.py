@@ -65,14 +65,6 @@ def refine(heatmaps: np.ndarray, xy: np.ndarray, eps: float = 1e-10) -> np.ndarr
     return pts.reshape(np.shape(xy))
 
 
-def decode(heatmaps: np.ndarray, subpixel: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Landmarks from heatmaps: argmax, optionally refined to sub-pixel. Returns xy (..., 2) and scores (...)."""
-    xy, scores = argmax(heatmaps)
-    if subpixel:
-        xy = refine(heatmaps, xy)
-    return xy, scores
-
-
 def values_at(maps: np.ndarray, xy: np.ndarray) -> np.ndarray:
     """(M, K) values of (M, K, H, W) maps at the nearest pixel of (M, K, 2) points, float64; 0 outside or NaN."""
     m, k, h, w = maps.shape

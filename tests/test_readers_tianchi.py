@@ -1,68 +1,21 @@
-"""Readers: the challenge layout (DICOM + annotation JSON) with its quirks and broken studies, and the CSV format."""
+"""The challenge layout's reader (lmfusion.data.readers.tianchi, data.format tianchi or its alias challenge): DICOM + annotation JSON, its quirks and broken
+studies."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import cv2
 import numpy as np
-import pandas as pd
 import pydicom
 import pytest
 
+from conftest import SPLIT, H, W, points_of, study_pixels, truth_points, write_challenge
 from lmfusion.config import LANDMARKS
 from lmfusion.data.dicom import write_dicom
-from lmfusion.data.readers import read_csv, read_dataset, read_image, read_tianchi
+from lmfusion.data.readers import read_dataset, read_tianchi
 from lmfusion.errors import DataError
 
-SPLIT = "lumbar_train150"
 ANN = f"{SPLIT}_annotation.json"
-H, W = 48, 40
-
-
-def truth_points(i: int) -> np.ndarray:
-    """(K, 2) landmarks inside an H x W image, top to bottom, different per study."""
-    k = np.arange(len(LANDMARKS))
-    return np.stack([18.25 + 0.5 * k + 0.1 * i, 3.5 + 4.0 * k], axis=1)
-
-
-def study_pixels(i: int) -> np.ndarray:
-    return np.random.default_rng(i).integers(0, 4000, size=(H, W)).astype(np.uint16)
-
-
-def point_list(xy: np.ndarray, names: tuple[str, ...] = LANDMARKS) -> list[dict]:
-    return [{"coord": [float(x), float(y)],
-             "tag": {"identification": n, ("disc" if "-" in n else "vertebra"): "v2"}, "zIndex": 5}
-            for n, (x, y) in zip(names, xy)]
-
-
-def write_challenge(root: Path, n: int, split: str = SPLIT, spacing: tuple[float, float] | None = (0.7, 0.8),
-                    edit=None) -> list[dict]:
-    """`n` studies in the challenge layout: per study a T1 slice and the annotated T2 slice (image2.dcm).
-
-    `edit(i, record, folder)` may change study i's record or files. Returns the records written to the JSON.
-    """
-    records = []
-    for i in range(n):
-        folder = root / split / f"study{i}"
-        uid = f"1.2.826.0.1.{i}"
-        write_dicom(folder / "image1.dcm", study_pixels(100 + i), spacing=spacing, study_uid=uid,
-                    series_uid=f"{uid}.1", instance_uid=f"{uid}.1.1", series_description="T1_SAG")
-        write_dicom(folder / "image2.dcm", study_pixels(i), spacing=spacing, study_uid=uid,
-                    series_uid=f"{uid}.2", instance_uid=f"{uid}.2.1")
-        rec = {"studyUid": uid, "version": "v0.1",
-               "data": [{"seriesUid": f"{uid}.2", "instanceUid": f"{uid}.2.1",
-                         "annotation": [{"annotator": 54, "data": {"point": point_list(truth_points(i))}}]}]}
-        if edit is not None:
-            edit(i, rec, folder)
-        records.append(rec)
-    (root / f"{split}_annotation.json").write_text(json.dumps(records))
-    return records
-
-
-def points_of(rec: dict) -> list[dict]:
-    return rec["data"][0]["annotation"][0]["data"]["point"]
 
 
 def test_reads_studies_sorted_with_pixels_spacing_and_landmarks(tmp_path: Path) -> None:
@@ -76,6 +29,8 @@ def test_reads_studies_sorted_with_pixels_spacing_and_landmarks(tmp_path: Path) 
         assert s.pixels.dtype == np.float32 and s.pixels.shape == (H, W)
         np.testing.assert_array_equal(s.pixels, study_pixels(i).astype(np.float32))
         np.testing.assert_allclose(s.landmarks, truth_points(i))
+    alias, _ = read_dataset("challenge", tmp_path, LANDMARKS, "error")  # the format's other name
+    assert [s.source for s in alias] == [s.source for s in studies]
 
 
 def test_study_ids_in_numeric_order(tmp_path: Path) -> None:
@@ -219,95 +174,3 @@ def test_several_split_folders_and_missing_layout(tmp_path: Path) -> None:
         read_tianchi(tmp_path / SPLIT, LANDMARKS, "skip")
     with pytest.raises(DataError, match="no such file or folder"):
         read_dataset("tianchi", tmp_path / "nowhere", LANDMARKS, "skip")
-
-
-# ---------------------------------------------------------------- CSV
-
-
-def write_png(path: Path, img: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    assert cv2.imwrite(str(path), img)
-
-
-def csv_row(image: str, xy: np.ndarray, **extra: object) -> dict:
-    row = {"image": image, **extra}
-    for n, (x, y) in zip(LANDMARKS, xy):
-        row[f"{n}_x"], row[f"{n}_y"] = x, y
-    return row
-
-
-def write_csv(path: Path, rows: list[dict]) -> None:
-    pd.DataFrame(rows).to_csv(path, index=False)
-
-
-def test_csv_reads_16_bit_png_relative_paths_default_spacing(tmp_path: Path) -> None:
-    img16 = np.random.default_rng(0).integers(0, 65536, size=(H, W)).astype(np.uint16)
-    write_png(tmp_path / "images" / "a.png", img16)
-    gray_bgr = np.repeat(study_pixels(1)[..., None].astype(np.uint8), 3, axis=2)
-    write_png(tmp_path / "images" / "b.png", gray_bgr)  # stored as colour, really gray
-    write_csv(tmp_path / "landmarks.csv", [csv_row("images/b.png", truth_points(1)),
-                                           csv_row("images/a.png", truth_points(0))])
-    studies, skipped = read_csv(tmp_path, LANDMARKS, "error")  # the folder: landmarks.csv inside it
-    assert skipped == [] and [s.study for s in studies] == ["images/a.png", "images/b.png"]
-    a, b = studies
-    np.testing.assert_array_equal(a.pixels, img16.astype(np.float32))
-    np.testing.assert_array_equal(b.pixels, gray_bgr[..., 0].astype(np.float32))
-    assert a.spacing == (1.0, 1.0) and a.split is None and a.source == "images/a.png"
-    np.testing.assert_allclose(a.landmarks, truth_points(0))
-
-
-def test_csv_spacing_split_and_dicom(tmp_path: Path) -> None:
-    write_png(tmp_path / "a.png", study_pixels(0).astype(np.uint8))
-    write_dicom(tmp_path / "b.dcm", study_pixels(1), spacing=(0.6, 0.9), study_uid="1", series_uid="1.1",
-                instance_uid="1.1.1")
-    write_csv(tmp_path / "set.csv", [csv_row("a.png", truth_points(0), split="train", spacing_x=0.5, spacing_y=0.4),
-                                     csv_row("b.dcm", truth_points(1), split="TEST", spacing_x=None, spacing_y=None)])
-    (a, b), _ = read_dataset("csv", tmp_path / "set.csv", LANDMARKS, "error")
-    assert (a.split, a.spacing) == ("train", (0.5, 0.4))
-    assert b.split == "test" and b.spacing == pytest.approx((0.6, 0.9))  # from the DICOM when the CSV has none
-
-
-def test_csv_missing_column_names_csv_and_column(tmp_path: Path) -> None:
-    row = csv_row("a.png", truth_points(0))
-    del row["L4_y"]
-    write_csv(tmp_path / "landmarks.csv", [row])
-    with pytest.raises(DataError, match="landmarks.csv: no column 'L4_y'"):
-        read_csv(tmp_path / "landmarks.csv", LANDMARKS, "skip")
-
-
-def test_csv_invalid_rows(tmp_path: Path) -> None:
-    colour = np.zeros((H, W, 3), np.uint8)
-    colour[..., 2] = 200
-    write_png(tmp_path / "colour.png", colour)
-    write_png(tmp_path / "ok.png", study_pixels(0).astype(np.uint8))
-    (tmp_path / "broken.png").write_bytes(b"not a png")
-    outside = truth_points(0).copy()
-    outside[0] = [-3.0, 5.0]
-    write_csv(tmp_path / "landmarks.csv", [
-        csv_row("ok.png", truth_points(0), split="train"), csv_row("colour.png", truth_points(0), split="train"),
-        csv_row("broken.png", truth_points(0), split="train"), csv_row("gone.png", truth_points(0), split="train"),
-        csv_row("ok.png", truth_points(0), split="train"), csv_row("ok2.png", outside, split="train"),
-    ])
-    write_png(tmp_path / "ok2.png", study_pixels(0).astype(np.uint8))
-    studies, skipped = read_csv(tmp_path, LANDMARKS, "skip")
-    assert [s.study for s in studies] == ["ok.png"]
-    reasons = {s.study: s.reason for s in skipped}
-    assert "colour image" in reasons["colour.png"]
-    assert "not a readable image" in reasons["broken.png"]
-    assert "no such file" in reasons["gone.png"]
-    assert "more than once" in reasons["ok.png"]
-    assert "outside" in reasons["ok2.png"]
-    with pytest.raises(DataError, match="^colour.png \\(landmarks.csv\\): .*colour image"):
-        read_csv(tmp_path, LANDMARKS, "error")
-
-
-def test_read_image_rejects_colour_and_accepts_gray(tmp_path: Path) -> None:
-    write_png(tmp_path / "g.png", np.full((4, 5), 7, np.uint8))
-    assert read_image(tmp_path / "g.png").shape == (4, 5)
-    write_png(tmp_path / "c.png", np.dstack([np.zeros((4, 5), np.uint8)] * 2 + [np.full((4, 5), 9, np.uint8)]))
-    with pytest.raises(DataError, match="colour"):
-        read_image(tmp_path / "c.png")
-    ramp = np.tile(np.linspace(0, 255, 32).astype(np.uint8), (16, 1))
-    assert cv2.imwrite(str(tmp_path / "g.jpg"), np.dstack([ramp] * 3), [cv2.IMWRITE_JPEG_QUALITY, 80])
-    gray = read_image(tmp_path / "g.jpg")  # a gray picture saved as colour JPEG
-    assert gray.shape == (16, 32) and np.abs(gray - ramp).max() < 12
