@@ -1,5 +1,5 @@
-"""The challenge layout's reader (lmfusion.data.readers.tianchi, data.format tianchi or its alias challenge): DICOM + annotation JSON, its quirks and broken
-studies."""
+"""The challenge layout's reader (lmfusion.data.readers.tianchi; data.format tianchi, or its alias challenge):
+DICOM + annotation JSON, its quirks and broken studies."""
 
 from __future__ import annotations
 
