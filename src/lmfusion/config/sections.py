@@ -101,6 +101,10 @@ class FusionConfig:
     sigma: Union[float, Literal["auto"]] = "auto"  # prior sigma in heatmap pixels, or fitted on val residuals
     min_product: float = 1e-4  # peak of prior x heatmap below this: fall back to the regressed coordinate
     auto_scales: tuple[float, ...] = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
+    # the method "gated": the prior only where the heatmap is ambiguous (rival peak >= gate x the top peak)
+    gate: Union[float, Literal["auto"]] = "auto"  # auto: fitted on val over gate_ratios (0 = fused, inf = argmax)
+    gate_ratios: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7)
+    gate_sep: float = 6.0  # heatmap px: a rival peak nearer the top one than this is the same peak
 
     def validate(self, s: str) -> None:
         if self.sigma != "auto":
@@ -108,6 +112,10 @@ class FusionConfig:
         _check(0 <= self.min_product < 1, f"{s}.min_product", "in [0, 1)", self.min_product)
         _check(len(self.auto_scales) >= 1 and min(self.auto_scales) > 0, f"{s}.auto_scales",
                "a non-empty list of numbers > 0", list(self.auto_scales))
+        _check(self.gate == "auto" or self.gate >= 0, f"{s}.gate", "'auto' or a ratio >= 0 (inf: never)", self.gate)
+        _check(len(self.gate_ratios) >= 1 and min(self.gate_ratios) >= 0, f"{s}.gate_ratios",
+               "a non-empty list of ratios >= 0", list(self.gate_ratios))
+        _check(self.gate_sep > 0, f"{s}.gate_sep", "> 0 heatmap px", self.gate_sep)
 
 
 @dataclass(frozen=True)

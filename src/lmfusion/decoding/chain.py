@@ -1,5 +1,6 @@
 """The chain decode (the method "chain"): the K landmarks chosen jointly as one configuration by exact dynamic
-programming (Viterbi), so a whole-level shift, invisible to each landmark decoded alone, is pulled back by the neighbours.
+programming (Viterbi), so a whole-level shift, invisible to each landmark decoded alone, is pulled back by the
+neighbours.
 
 Candidates of landmark k: the top local maxima of its channel, the regressed point (so an empty channel still has
 one) and optionally the peaks of k - 2 and k + 2 (same kind, a level up and down) at a log penalty. Unary: log
@@ -120,7 +121,8 @@ def chain_length(xy: np.ndarray, scale: np.ndarray) -> np.ndarray:
 
 def scan_peaks(heatmaps: np.ndarray, xy_reg: np.ndarray, n: int, floor: float) -> _Scan:
     """Every channel's n strongest peaks and its value at the regressed point, chunk by chunk."""
-    parts = [(*peaks.local_maxima(hm, n, floor), peaks.values_at(hm, xr)) for _, hm, xr in peaks.chunks(heatmaps, xy_reg)]
+    parts = [(*peaks.local_maxima(hm, n, floor), peaks.values_at(hm, xr))
+             for _, hm, xr in peaks.chunks(heatmaps, xy_reg)]
     return _Scan(*(np.concatenate(p) for p in zip(*parts, strict=True)))
 
 

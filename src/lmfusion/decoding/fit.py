@@ -20,6 +20,7 @@ from lmfusion.coords import radial_mm
 from lmfusion.decoding.chain import (COV_REG, ChainModel, ChainSettings, candidates, chain_length, checked_inputs,
                                      pair_terms, scan_peaks, take, unary_scores, viterbi)
 from lmfusion.decoding.decoder import Decoded, LandmarkDecoder
+from lmfusion.decoding import peaks
 from lmfusion.decoding.fusion import fuse
 from lmfusion.errors import DataError, ParamError
 
@@ -197,11 +198,47 @@ def fit_sigma(val: SplitOutputs, cfg: FusionConfig, target_radius: float) -> tup
     return np.asarray(sigma, dtype=np.float64), {"mode": "auto", "candidates": table}
 
 
+def fit_gate(heatmaps_val: np.ndarray, xy_reg_val_hm: np.ndarray, xy_true_val_hm: np.ndarray,
+             mm_per_hm_px: np.ndarray, sigma_hm: np.ndarray, min_product: float, ratios: Sequence[float],
+             sep: float, radius_mm: float) -> tuple[float, list[dict]]:
+    """The gate of the method "gated" on the validation split: the fused landmark where a channel's rival peak is at
+    least `ratio` x its top peak, else the argmax.
+
+    The candidates are inf (never the prior: argmax), then `ratios` from high to low (0: always: fused). The most
+    studies identified win (every landmark within radius_mm), then the share of landmarks within it, then the lower
+    mean radial error; ties go to the earlier candidate, the one that uses the prior less. So the gated method is never
+    below argmax nor fused on the validation split.
+
+    Returns the ratio, and one row per candidate: {"gate_ratio", "study_identification", "sdr", "mre_mm",
+    "prior_used" (share of landmarks), "chosen"}.
+    """
+    heatmaps, xy_true = np.asarray(heatmaps_val), np.asarray(xy_true_val_hm, np.float64)
+    if len(heatmaps) == 0:
+        raise DataError("the gate of the method gated is fitted on the validation split; it must hold studies")
+    fused = fuse(heatmaps, xy_reg_val_hm, sigma_hm, min_product).xy_hm  # (N, K, 2)
+    top = np.concatenate([peaks.argmax(hm)[0] for _, hm in peaks.chunks(heatmaps)])  # (N, K, 2)
+    ratio = np.concatenate([peaks.rival_ratio(hm, sep, min_product) for _, hm in peaks.chunks(heatmaps)])  # (N, K)
+    table, keys = [], []
+    candidates = [np.inf, *sorted({float(r) for r in ratios}, reverse=True)]
+    for r in candidates:
+        used = ratio >= r
+        err = radial_mm(np.where(used[..., None], fused, top), xy_true, mm_per_hm_px)  # (N, K)
+        ident, rate = float(metrics.study_identified(err, radius_mm).mean()), float(np.mean(err <= radius_mm))
+        mre = float(np.nanmean(err))
+        table.append({"gate_ratio": r if np.isfinite(r) else "inf", "study_identification": round(ident, 4),
+                      "sdr": round(rate, 4), "mre_mm": round(mre, 4), "prior_used": round(float(used.mean()), 4),
+                      "chosen": False})
+        keys.append((-ident, -rate, mre if np.isfinite(mre) else np.inf))
+    best = min(range(len(keys)), key=keys.__getitem__)  # min keeps the earliest on ties
+    table[best]["chosen"] = True
+    return candidates[best], table
+
+
 def fit_decoder(val: SplitOutputs, train_truth: np.ndarray, train_spacing: np.ndarray, fcfg: FusionConfig,
                 ccfg: ChainConfig, target_radius: float) -> tuple[LandmarkDecoder, dict, Decoded]:
-    """The decoder fitted as the params say: the fusion sigma and the chain weights on the validation split, the
-    chain's displacement model on the training split's ground truth (N_train, K, 2) with its spacing (N_train, 2),
-    and the level_uncertain threshold on the validation split's wrong-level studies.
+    """The decoder fitted as the params say: the fusion sigma, the gate and the chain weights on the validation split,
+    the chain's displacement model on the training split's ground truth (N_train, K, 2) with its spacing
+    (N_train, 2), and the level_uncertain threshold on the validation split's wrong-level studies.
 
     Returns the decoder, the fit (for models/decoder.json and the report) and the validation split decoded by it.
     """
@@ -212,7 +249,13 @@ def fit_decoder(val: SplitOutputs, train_truth: np.ndarray, train_spacing: np.nd
     settings, table = fit_chain(val.heatmaps, val.regressed_hm(), val.truth_hm(), val.mm_per_hm_px(),
                                 sigma, model, radius_mm=target_radius, min_product=fcfg.min_product,
                                 min_sep=ccfg.min_sep, **ccfg.grid())
-    decoder = LandmarkDecoder(sigma, fcfg.min_product, chain_model=model, chain=settings)
+    gate, fit["gate"] = float(fcfg.gate) if fcfg.gate != "auto" else np.inf, {"mode": "fixed"}
+    if fcfg.gate == "auto":
+        gate, table_gate = fit_gate(val.heatmaps, val.regressed_hm(), val.truth_hm(), val.mm_per_hm_px(), sigma,
+                                    fcfg.min_product, fcfg.gate_ratios, fcfg.gate_sep, target_radius)
+        fit["gate"] = {"mode": "auto", "candidates": table_gate}
+    decoder = LandmarkDecoder(sigma, fcfg.min_product, chain_model=model, chain=settings, gate_ratio=gate,
+                              gate_sep=fcfg.gate_sep)
     decoded = decoder.decode(val.coords_norm, val.heatmaps, val.sizes, val.spacing)
     wrong = metrics.wrong_level_studies(decoded.xy["chain"], val.truth, val.spacing)  # (N,)
     threshold = (fit_margin_threshold(decoded.margin, wrong) if ccfg.margin_threshold == "auto"
