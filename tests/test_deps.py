@@ -71,3 +71,17 @@ def test_evaluate_and_report_import_no_torch(script: str) -> None:
             "print('torch' in sys.modules, 'timm' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "False False"
+
+
+def test_a_decode_or_figure_edit_reruns_no_training_or_inference() -> None:
+    """The decoder's files are deps of evaluate and report only, so a decode-only edit reruns those two (seconds);
+    no training or inference stage draws a picture beyond its own preview, or decodes."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    uses = {name: [d for d in stage.get("do", stage)["deps"] if d.startswith("src/lmfusion/decoding/")]
+            for name, stage in stages.items()}
+    assert {name for name, files in uses.items() if files} == {"evaluate", "report"}
+    for name in ("train_xception", "train_unet", "pretrain_xception", "pretrain_unet", "infer"):
+        drawn = [d for d in stages[name].get("do", stages[name])["deps"] if d.startswith("src/lmfusion/figures/")]
+        assert set(drawn) <= {"src/lmfusion/figures/__init__.py", "src/lmfusion/figures/drawing.py",
+                              "src/lmfusion/figures/augment.py"}, name
+    assert not [d for d in stages["infer"]["deps"] if d.startswith("src/lmfusion/figures/")]
