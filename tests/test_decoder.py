@@ -69,7 +69,8 @@ def test_decoder_file_round_trip_keeps_infinite_sigma(tmp_path: Path) -> None:
     model = fit.fit_chain_model(np.cumsum(np.ones((4, 3, 2)), axis=1), np.ones((4, 2)))
     decoder = LandmarkDecoder(np.array([1.5, np.inf, 0.0]), 0.001, chain_model=model,
                               chain=ChainSettings(prior_weight=0.5, n_candidates=3), margin_threshold=2.5,
-                              best_method="chain_subpixel", gate_ratio=0.3, gate_sep=5.0)
+                              best_method="chain_subpixel", gate_ratio=0.3, gate_sep=5.0,
+                              reliability=np.array([0.25, 1.0, 0.5]))
     write_json(tmp_path / DECODER_FILE, {**decoder.to_dict(), "fit": {"mode": "fixed"}})
     for path in (tmp_path / DECODER_FILE, tmp_path):  # the file, or the models folder holding it
         loaded = LandmarkDecoder.load(path)
@@ -77,7 +78,7 @@ def test_decoder_file_round_trip_keeps_infinite_sigma(tmp_path: Path) -> None:
         np.testing.assert_allclose(loaded.chain_model.cov, model.cov)
         assert (loaded.min_product, loaded.chain, loaded.margin_threshold, loaded.best_method) == (
             decoder.min_product, decoder.chain, 2.5, "chain_subpixel")
-        assert (loaded.gate_ratio, loaded.gate_sep) == (0.3, 5.0)
+        assert (loaded.gate_ratio, loaded.gate_sep, loaded.reliability.tolist()) == (0.3, 5.0, [0.25, 1.0, 0.5])
 
 
 def test_the_old_decoder_file_name_is_read_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -224,7 +224,9 @@ def _chain_section(r: ReportInputs) -> list[str]:
              f"split too ({len(grid)} candidates), so the chosen decode is never below them there.", "",
              f"Chosen: mode {settings['mode']}, prior weight {settings['prior_weight']}, pairwise weight "
              f"{settings['pairwise_weight']}, {settings['n_candidates']} peaks per landmark, lending "
-             f"{'off' if settings['lend_penalty'] is None else settings['lend_penalty']}.", "",
+             f"{'off' if settings['lend_penalty'] is None else settings['lend_penalty']}, regressed candidate "
+             f"{'trusted by its measured reliability' if settings.get('trust_regressor') else 'as its heatmap value'}"
+             ".", "",
              f"Steps between consecutive landmarks on the training split ({unit}; x right, y down):", "",
              table(["step", "mean x", "mean y", "SD x", "SD y"], rows), "",
              "Level confidence: the margin between the best chain and the best chain sharing none of its positions; "

@@ -132,6 +132,9 @@ class ChainConfig:
     lend_penalty: Union[float, None] = None  # null: no lending of the same-kind neighbours' peaks
     min_sep: float = 6.0  # heatmap px: the margin's rival configuration moves every landmark at least this far
     margin_threshold: Union[float, Literal["auto"]] = "auto"  # level_uncertain when the margin is below it
+    # the regressed candidate scores at least the regressor's val reliability x the channel's top peak: auto
+    # (fitted on val, with and without), true or false
+    trust_regressor: Union[bool, Literal["auto"]] = "auto"
 
     def validate(self, s: str) -> None:
         for k in ("prior_weight", "pairwise_weight", "margin_threshold"):
@@ -154,7 +157,8 @@ class ChainConfig:
         return {"prior_weights": pick(self.prior_weight, self.prior_weights),
                 "pairwise_weights": pick(self.pairwise_weight, self.pairwise_weights),
                 "candidate_counts": pick(self.candidates, self.candidate_counts),
-                "lend_penalties": (self.lend_penalty,)}
+                "lend_penalties": (self.lend_penalty,),
+                "trusts": (False, True) if self.trust_regressor == "auto" else (self.trust_regressor,)}
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,7 @@ class LandmarkDecoder:
     best_method: str = "fused"
     gate_ratio: float = np.inf
     gate_sep: float = 6.0
+    reliability: np.ndarray | None = None  # (K,) the regressor's share of val landmarks within the target radius
 
     def decode(self, coords_norm: np.ndarray, heatmaps: np.ndarray, sizes: np.ndarray,
                spacing: np.ndarray | None = None) -> Decoded:
@@ -144,7 +145,8 @@ class LandmarkDecoder:
         margin = np.full(n, np.nan)
         if self.chain_model is not None:
             mm = np.ones((n, 2)) if mm_per_hm_px is None else mm_per_hm_px
-            res = chain.decode(heatmaps, xy_reg_hm, mm, sigma, self.chain_model, self.chain, self.min_product)
+            res = chain.decode(heatmaps, xy_reg_hm, mm, sigma, self.chain_model, self.chain, self.min_product,
+                               self.reliability)
             margin = res.margin
         if self.chain_model is None or self.chain.mode == "fused":
             xy["chain"], xy["chain_subpixel"] = xy["fused"], xy["fused_subpixel"]
@@ -169,7 +171,8 @@ class LandmarkDecoder:
                 "chain_model": None if self.chain_model is None else self.chain_model.to_dict(),
                 "chain": self.chain.to_dict(), "margin_threshold": sigma_to_json([self.margin_threshold])[0],
                 "best_method": self.best_method, "gate_ratio": sigma_to_json([self.gate_ratio])[0],
-                "gate_sep": self.gate_sep}
+                "gate_sep": self.gate_sep,
+                "reliability": None if self.reliability is None else [float(r) for r in self.reliability]}
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> LandmarkDecoder:
@@ -182,7 +185,8 @@ class LandmarkDecoder:
                    chain=chain.ChainSettings.from_dict(raw.get("chain", {})),
                    margin_threshold=float(raw.get("margin_threshold", 0.0)),
                    best_method=raw.get("best_method", "fused"),
-                   gate_ratio=float(raw.get("gate_ratio", "inf")), gate_sep=float(raw.get("gate_sep", 6.0)))
+                   gate_ratio=float(raw.get("gate_ratio", "inf")), gate_sep=float(raw.get("gate_sep", 6.0)),
+                   reliability=None if raw.get("reliability") is None else np.asarray(raw["reliability"], float))
 
 
 def _check_4d(heatmaps: np.ndarray) -> np.ndarray:
