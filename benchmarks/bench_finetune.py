@@ -69,7 +69,7 @@ def parse_variant(spec: str) -> tuple[str, dict[str, dict]]:
     return name, overrides
 
 
-def _stage(script: str, *args: object, params: Path, cwd: Path) -> None:
+def run_stage(script: str, *args: object, params: Path, cwd: Path) -> None:
     """Run one of the pipeline's stage scripts; a failure stops the benchmark with its last line."""
     cmd = [sys.executable, str(REPO / "stages" / f"{script}.py"), *map(str, args), "--params", str(params)]
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env={**os.environ, "LMFUSION_TRACKING": "0"})
@@ -102,12 +102,12 @@ def _train_and_evaluate(variant: str, params: Path, work: Path) -> None:
         print(f"  {variant}: reused", file=sys.stderr)
         return
     common = ("checkpoint.pt", "metrics.json", "loss.csv", "augment.png")
-    _stage("train_xception", "prepared", out / "xception", *(out / f"xception_{f}" for f in common), params=params,
+    run_stage("train_xception", "prepared", out / "xception", *(out / f"xception_{f}" for f in common), params=params,
            cwd=work)
-    _stage("train_unet", "prepared", "heatmaps", out / "unet", *(out / f"unet_{f}" for f in common), params=params,
+    run_stage("train_unet", "prepared", "heatmaps", out / "unet", *(out / f"unet_{f}" for f in common), params=params,
            cwd=work)
-    _stage("infer", "prepared", out / "xception", out / "unet", out / "outputs", params=params, cwd=work)
-    _stage("evaluate", "prepared", out / "outputs", out / "decoder.json", out / "evaluate.json", out / "plots",
+    run_stage("infer", "prepared", out / "xception", out / "unet", out / "outputs", params=params, cwd=work)
+    run_stage("evaluate", "prepared", out / "outputs", out / "decoder.json", out / "evaluate.json", out / "plots",
            out / "runs.json", params=params, cwd=work)
 
 
@@ -170,8 +170,8 @@ def main() -> None:
         print(f"{n} {args.style} studies (seed {args.seed}) in {work}", file=sys.stderr)
         synth.write_dataset(work / "data", n=n, seed=args.seed, names=LANDMARKS, style=args.style)
         first = _params(raw, "scratch", pretrained, args, work / "scratch.yaml")
-        _stage("prepare", "data", "prepared", "prepare.json", "montage.png", params=first, cwd=work)
-        _stage("heatmaps", "prepared", "heatmaps", "heatmaps.png", params=first, cwd=work)
+        run_stage("prepare", "data", "prepared", "prepare.json", "montage.png", params=first, cwd=work)
+        run_stage("heatmaps", "prepared", "heatmaps", "heatmaps.png", params=first, cwd=work)
         write_json(stamp, target)
     names = [*BASE_VARIANTS, *extra]
     for variant in names:

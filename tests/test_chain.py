@@ -235,3 +235,18 @@ def test_margin_threshold_rule_and_rates() -> None:
     t = fit.fit_margin_threshold(margins, np.zeros(7, bool))
     assert t == pytest.approx(np.percentile([0.5, 2.0, 3.0, 10.0, 12.0, 1.0], 5))
     assert fit.fit_margin_threshold(np.array([np.inf]), np.array([False])) == 0.0
+
+
+def test_a_trusted_regressor_s_point_competes_with_the_peaks_by_its_reliability(model: chain.ChainModel) -> None:
+    truth = _truth(2, seed=9)
+    hm = _maps([(truth + LEVEL, 0.9)])  # (N, K, H, W): every channel fires a level off, nothing at the truth
+    settings = chain.ChainSettings(prior_weight=0.25, pairwise_weight=0.0, trust_regressor=True)
+    mm, sigma = np.ones((2, 2)), np.full(K, 4.0)
+    sure = chain.decode(hm, truth, mm, sigma, model, settings, 1e-4, reliability=np.ones(K))
+    np.testing.assert_array_equal(sure.xy_hm, truth)  # worth the top peak, and the prior favours it
+    doubtful = chain.decode(hm, truth, mm, sigma, model, settings, 1e-4, reliability=np.full(K, 0.05))
+    np.testing.assert_array_equal(doubtful.xy_hm, truth + LEVEL)
+    untrusted = chain.decode(hm, truth, mm, sigma, model, chain.ChainSettings(prior_weight=0.25, pairwise_weight=0.0),
+                             1e-4, reliability=np.ones(K))
+    np.testing.assert_array_equal(untrusted.xy_hm, truth + LEVEL)  # the setting off: the reliability is not used
+    assert fit.regressor_reliability(truth, truth + [0.0, 3.0], mm, 2.0).tolist() == [1 / 3] * K  # floored

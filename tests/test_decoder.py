@@ -11,10 +11,9 @@ import pytest
 import yaml
 
 from conftest import peaks_xy
-from lmfusion.decoding import fit, fusion, peaks
-from lmfusion.decoding.chain import ChainSettings
 from lmfusion.coords import rescale, to_norm
-from lmfusion.decoding import DECODER_FILE, METHODS, LandmarkDecoder
+from lmfusion.decoding import DECODER_FILE, METHODS, LandmarkDecoder, fit, fusion, peaks
+from lmfusion.decoding.chain import ChainSettings
 from lmfusion.errors import DataError
 from lmfusion.heatmaps import encode
 from lmfusion.io import write_json
@@ -34,7 +33,8 @@ def test_decode_hm_gives_every_method_and_is_chunk_invariant(monkeypatch: pytest
     hm, xy_reg = _random_case(n=5, k=3, seed=1)
     sigma = np.array([2.0, 3.0, 5.0])
     out = LandmarkDecoder(sigma, 1e-4).decode_hm(hm, xy_reg)
-    assert set(out.xy) == {"direct", "argmax", "argmax_subpixel", "fused", "fused_subpixel", "chain", "chain_subpixel"}
+    assert set(out.xy) == {"direct", "argmax", "argmax_subpixel", "fused", "fused_subpixel", "gated", "gated_subpixel",
+                           "chain", "chain_subpixel"}
     assert all(v.shape == (5, 3, 2) for v in out.xy.values()) and out.fallback.shape == (5, 3)
     np.testing.assert_array_equal(out.xy["direct"], xy_reg)
     np.testing.assert_array_equal(out.xy["argmax"], peaks_xy(hm)[0])
@@ -69,7 +69,8 @@ def test_decoder_file_round_trip_keeps_infinite_sigma(tmp_path: Path) -> None:
     model = fit.fit_chain_model(np.cumsum(np.ones((4, 3, 2)), axis=1), np.ones((4, 2)))
     decoder = LandmarkDecoder(np.array([1.5, np.inf, 0.0]), 0.001, chain_model=model,
                               chain=ChainSettings(prior_weight=0.5, n_candidates=3), margin_threshold=2.5,
-                              best_method="chain_subpixel")
+                              best_method="chain_subpixel", gate_ratio=0.3, gate_sep=5.0,
+                              reliability=np.array([0.25, 1.0, 0.5]))
     write_json(tmp_path / DECODER_FILE, {**decoder.to_dict(), "fit": {"mode": "fixed"}})
     for path in (tmp_path / DECODER_FILE, tmp_path):  # the file, or the models folder holding it
         loaded = LandmarkDecoder.load(path)
@@ -77,6 +78,7 @@ def test_decoder_file_round_trip_keeps_infinite_sigma(tmp_path: Path) -> None:
         np.testing.assert_allclose(loaded.chain_model.cov, model.cov)
         assert (loaded.min_product, loaded.chain, loaded.margin_threshold, loaded.best_method) == (
             decoder.min_product, decoder.chain, 2.5, "chain_subpixel")
+        assert (loaded.gate_ratio, loaded.gate_sep, loaded.reliability.tolist()) == (0.3, 5.0, [0.25, 1.0, 0.5])
 
 
 def test_the_old_decoder_file_name_is_read_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -136,3 +138,18 @@ def test_shifted_studies_lists_the_method_s_own_first() -> None:
     assert shifted_studies(SimpleNamespace(xy=xy), split, "fused").tolist() == [2, 1]
     clean = SimpleNamespace(xy={m: truth for m in SHOWN})
     assert shifted_studies(clean, split, "chain").size == 0
+
+
+def test_gated_is_argmax_or_fused_per_landmark_by_the_gate() -> None:
+    hm, xy_reg = _random_case(n=4, k=3, seed=4)
+    base = LandmarkDecoder(np.full(3, 3.0), 1e-4)
+    never, always = base.decode_hm(hm, xy_reg), base.replace(gate_ratio=0.0).decode_hm(hm, xy_reg)
+    for sub in ("", "_subpixel"):
+        np.testing.assert_array_equal(never.xy["gated" + sub], never.xy["argmax" + sub])
+        np.testing.assert_array_equal(always.xy["gated" + sub], always.xy["fused" + sub])
+    assert not never.prior_used.any() and always.prior_used.all()
+    some = base.replace(gate_ratio=0.5).decode_hm(hm, xy_reg)
+    ratio = peaks.rival_ratio(hm.astype(np.float32), base.gate_sep, base.min_product)
+    np.testing.assert_array_equal(some.prior_used, ratio >= 0.5)
+    picked = np.where(some.prior_used[..., None], some.xy["fused"], some.xy["argmax"])
+    np.testing.assert_array_equal(some.xy["gated"], picked)

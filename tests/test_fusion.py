@@ -8,7 +8,7 @@ import pytest
 
 from conftest import peaks_xy
 from lmfusion.decoding import fit, fusion
-from lmfusion.errors import ParamError
+from lmfusion.errors import DataError, ParamError
 from lmfusion.heatmaps import encode
 
 H = W = 64
@@ -148,3 +148,28 @@ def test_auto_sigma_picks_direct_when_the_heatmap_is_empty() -> None:
     assert next(r for r in table if r["chosen"])["scale"] == "direct"
     with pytest.raises(ParamError, match="auto_scales"):
         fit.auto_sigma(hm, reg, truth, np.ones((6, 2)), [0.0], 4.0, 1e-4)
+
+
+def _gate_split(n: int = 12, k: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Even images: a brighter impostor a level down (argmax wrong) and a good regressor (fused right); odd images:
+    one clear peak (argmax right) and a regressor 10 px off that pulls a narrow prior's product away (fused wrong)."""
+    truth = np.stack([np.full((n, k), 32.0), 10.0 + 14.0 * np.arange(k)[None].repeat(n, 0)], -1)  # (N, K, 2)
+    hm = encode(truth, H, W, 1.5) * 0.6  # (N, K, H, W)
+    hm[::2] = np.maximum(hm[::2], encode(truth[::2] + [0.0, 14.0], H, W, 1.5))
+    reg = truth + np.where(np.arange(n)[:, None, None] % 2 == 0, [0.5, 0.5], [10.0, 0.0])
+    return hm.astype(np.float16), reg, truth
+
+
+def test_the_gate_takes_the_prior_only_where_the_heatmap_is_ambiguous() -> None:
+    hm, reg, truth = _gate_split()
+    sigma, mm = np.full(3, 2.0), np.ones((12, 2))
+    ratio, table = fit.fit_gate(hm, reg, truth, mm, sigma, 1e-4, [0.0, 0.3, 0.9], sep=6.0, radius_mm=2.0)
+    rows = {r["gate_ratio"]: r for r in table}
+    assert [r["gate_ratio"] for r in table] == ["inf", 0.9, 0.3, 0.0]  # least prior first: ties go there
+    assert rows["inf"]["sdr"] == rows[0.0]["sdr"] == 0.5  # argmax and fused: each wrong on half the images
+    assert ratio == 0.3 and rows[0.3]["chosen"] and rows[0.3]["study_identification"] == 1.0
+    assert rows[0.3]["prior_used"] == 0.5 and rows[0.0]["prior_used"] == 1.0 and rows["inf"]["prior_used"] == 0.0
+    clean = encode(truth, H, W, 1.5).astype(np.float16)  # nothing to gain from the prior: argmax, the first of ties
+    assert fit.fit_gate(clean, truth, truth, mm, sigma, 1e-4, [0.0, 0.3], 6.0, 2.0)[0] == np.inf
+    with pytest.raises(DataError, match="gate"):
+        fit.fit_gate(hm[:0], reg[:0], truth[:0], mm[:0], sigma, 1e-4, [0.0], 6.0, 2.0)

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import peaks_xy
 from lmfusion.decoding import peaks
-from lmfusion.decoding.peaks import argmax, local_maxima, refine, values_at
+from lmfusion.decoding.peaks import argmax, local_maxima, refine, rival_ratio, values_at
 from lmfusion.heatmaps import encode
 
 
@@ -98,3 +98,13 @@ def test_chunks_cover_every_map_once(monkeypatch: pytest.MonkeyPatch) -> None:
     assert all(c[1].dtype == np.float32 for c in got)
     np.testing.assert_array_equal(np.concatenate([c[2] for c in got]), xy)
     assert len(list(peaks.chunks(hm[:0], xy[:0]))) == 1  # one empty chunk: callers concatenate
+
+
+def test_rival_ratio_is_the_strongest_far_peak_over_the_top_one() -> None:
+    centres = np.array([[[20.0, 10.0], [20.0, 40.0]], [[20.0, 10.0], [20.0, 13.0]]])  # (S, P, 2): far, near
+    hm = np.stack([np.maximum(encode(c[:1], 64, 64, 1.5)[0], 0.5 * encode(c[1:], 64, 64, 1.5)[0]) for c in centres])
+    hm = hm[:, None].astype(np.float32)  # (S, K=1, H, W)
+    got = rival_ratio(hm, sep=6.0, floor=1e-4)
+    assert got.shape == (2, 1) and got[0, 0] == pytest.approx(0.5, abs=1e-3)
+    assert got[1, 0] < 0.5  # a second maximum within sep px is part of the same peak, not a rival
+    assert rival_ratio(np.zeros((1, 2, 8, 8), np.float32), 6.0, 1e-4).tolist() == [[0.0, 0.0]]  # no peak at all

@@ -111,8 +111,8 @@ class LandmarkPredictor:
         except (OSError, ValueError, KeyError):
             fitted = None
         if chosen == "auto" and fitted is None:
-            raise DataError(f"{root / MODELS_DIR / DECODER_FILE}: missing or unreadable; fusion.sigma is auto, so run the "
-                            "evaluate stage first (dvc repro) or pass a sigma")
+            raise DataError(f"{root / MODELS_DIR / DECODER_FILE}: missing or unreadable; fusion.sigma is auto, so "
+                            "run the evaluate stage first (dvc repro) or pass a sigma")
         decoder = fitted
         if chosen != "auto":  # a fixed prior sigma; the fitted chain (when there is one) is kept
             sigma_hm = np.full(len(networks.names), float(chosen))

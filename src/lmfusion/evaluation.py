@@ -123,7 +123,18 @@ def method_metrics(decoded: Decoded, split: SplitOutputs, names: tuple[str, ...]
     }
     out["fallbacks"] = int(decoded.fallback.sum())
     out["landmarks"] = int(decoded.fallback.size)
+    out["prior_used"] = int(decoded.prior_used.sum())
+    out["prior_effect"] = prior_effect(out, names, key)
     return out
+
+
+def prior_effect(results: dict, names: tuple[str, ...], key: str) -> dict[str, dict[str, float]]:
+    """Per landmark, what the fusion prior did to the share within the target radius (`key`, e.g. "8mm"): fused
+    minus argmax (the paper's prior everywhere) and gated minus argmax (the prior where the heatmap is ambiguous)."""
+    def sdr(m: str, n: str) -> float:
+        return results[m]["per_landmark"][n][f"sdr_{key}"]
+    return {n: {f"{m}_minus_argmax": round(sdr(m, n) - sdr("argmax", n), 4) for m in ("fused", "gated")}
+            for n in names}
 
 
 def study_metrics(xy: np.ndarray, split: SplitOutputs, radius: float) -> dict:

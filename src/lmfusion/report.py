@@ -7,7 +7,6 @@ Everything here reads finished outputs (metrics JSON, cached predictions, MLflow
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -15,6 +14,8 @@ import numpy as np
 from lmfusion import metrics
 from lmfusion.decoding import METHODS, LandmarkDecoder
 from lmfusion.evaluation import SplitOutputs, decode_split
+from lmfusion.markdown import fmt, pct, table
+from lmfusion.report_benchmarks import experiments_section, finetune_section
 
 FIGURES = (
     ("sdr_curve.png", "Success detection rate against radius on the test split, one line per method."),
@@ -32,20 +33,11 @@ LABELS = {
     "argmax_subpixel": "heatmap argmax + sub-pixel",
     "fused": "fused (the paper)",
     "fused_subpixel": "fused + sub-pixel",
+    "gated": "gated fusion (the prior where the heatmap is ambiguous)",
+    "gated_subpixel": "gated fusion + sub-pixel",
     "chain": "chain (joint decode of the 11)",
     "chain_subpixel": "chain + sub-pixel",
 }
-
-
-def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A Markdown table; floats are printed as given (format them before)."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
 def method_table(results: dict, radii: Sequence[float], radius: float) -> str:
@@ -99,14 +91,10 @@ def heatmap_model_table(runs: list[dict], radius: float) -> str:
     rows = []
     for r in runs:
         rows.append([r.get("arch", "?"), r.get("encoder", "?"), r.get("input_size", "?"), pct(r.get("argmax_sdr")),
-                     pct(r.get("fused_sdr")), _fmt(r.get("best_val_loss"), ".4f"), _fmt(r.get("seconds_per_epoch"), ".1f"),
-                     _fmt(None if r.get("parameters") is None else r["parameters"] / 1e6, ".2f"),
-                     _fmt(r.get("peak_memory_mb"), ".0f")])
+                     pct(r.get("fused_sdr")), fmt(r.get("best_val_loss"), ".4f"), fmt(r.get("seconds_per_epoch"), ".1f"),
+                     fmt(None if r.get("parameters") is None else r["parameters"] / 1e6, ".2f"),
+                     fmt(r.get("peak_memory_mb"), ".0f")])
     return table(header, rows)
-
-
-def _fmt(x: Any, spec: str) -> str:
-    return "n/a" if x is None else format(float(x), spec)
 
 
 @dataclass(frozen=True)
@@ -135,69 +123,10 @@ def render(r: ReportInputs, *, sweep: list[dict], models: list[dict], figures: S
               "The fused method with a fixed prior sigma (in heatmap pixels) and with the auto sigma fitted on the "
               "validation split, from the cached network outputs.", "",
               sweep_table(sweep, r.radius), "", "![Sigma sweep](figures/sigma_sweep.png)", ""]
-    lines += _chain_section(r) + _models_section(models, r.radius) + _training_section(r.trains)
+    lines += _prior_section(r) + _chain_section(r) + _models_section(models, r.radius) + _training_section(r.trains)
     lines += experiments_section(r.experiments, r.radius) if r.experiments else []
     lines += finetune_section(r.finetune) if r.finetune else []
     return "\n".join(lines) + "\n"
-
-
-def experiments_section(rows: list[dict], radius: float) -> list[str]:
-    """What each training change bought in naming the levels: experiments/level_identification.py's rows."""
-    header = ["experiment", "change", "best method on val", "val: studies identified", f"val: SDR {radius:g} mm",
-              "test: studies identified", f"test: SDR {radius:g} mm", "test: level-shifted studies",
-              "training (min, both networks)"]
-    body = [[r["experiment"], r["change"], r["best_method"], pct(float(r["val_study_identification"])),
-             pct(float(r["val_sdr"])), pct(float(r["test_study_identification"])), pct(float(r["test_sdr"])),
-             r["test_level_shifts"], r["train_minutes"]] for r in rows]
-    return ["## Level identification experiments", "",
-            "Each row is the pipeline with a few `-S` overrides (`python experiments/level_identification.py queue`, "
-            "`dvc queue start`, then `collect`); a study is identified when all its landmarks lie within "
-            f"{radius:g} mm. The training time is that of this machine's run of each network.", "",
-            table(header, body), ""]
-
-
-def _per_network(settings: dict[str, dict]) -> str:
-    """{network: {key: value}} as 'xception: lr 0.0003, epochs 20; unet: ...'."""
-    return "; ".join(f"{net}: " + ", ".join(f"{k} {v}" for k, v in s.items()) for net, s in settings.items())
-
-
-def finetune_section(f: dict) -> list[str]:
-    """Scratch against fine-tuned from the synthetic pretraining on a small target set: the test table beside the
-    learning curves (figures/finetune_curves.png), then one line per fine-tuning option measured (its best method,
-    chosen on validation)."""
-    st, key = f["settings"], f"{f['settings']['radius_mm']:g}mm"
-    base = {v: f["variants"][v] for v in ("scratch", "pretrained") if v in f["variants"]}
-    header = ["start", "method", f"SDR {key}", "MRE (mm)", "studies identified", "level-shifted studies"]
-    rows = [[variant, m, pct(r["sdr"]), _fmt(r["mre_mm"], ".2f"), pct(r["study_identification"]), r["level_shifts"]]
-            for variant, v in base.items() for m, r in v["test"].items()]
-    train_rows = [[variant, net, f"{t['best_val_loss']:.5f} ({t['best_epoch']}/{t['epochs_run']})",
-                   f"{t['train_seconds']:.0f}"] for variant, v in base.items() for net, t in v["training"].items()]
-    tuned = _per_network(st["finetune"])
-    lines = ["## Synthetic pretraining on a small target set", "",
-             f"`benchmarks/bench_finetune.py`: {st['train']} training, {st['val']} validation and {st['test']} test "
-             f"studies of the `{st['style']}` synthetic style (seed {st['seed']}), both networks trained from scratch "
-             f"and from the synthetic pretraining (`{Path(st['pretrained']['unet']).parents[2]}`) with the same test "
-             f"split ({tuned}).", "",
-             '<table><tr><td valign="top">', "", table(header, rows), "", table(
-                 ["start", "network", "best val loss (epoch)", "train time (s)"], train_rows), "",
-             '</td><td valign="top">', "", "![Learning curves](figures/finetune_curves.png)", "", "</td></tr></table>",
-             ""]
-    options = st.get("variants") or {}
-    if not options:
-        return lines
-    option_rows = []
-    for variant, v in f["variants"].items():  # finetune.json with options holds each variant's best method
-        what = "weights null" if variant == "scratch" else _per_network(options.get(variant, {})) or "as above"
-        best, val = v["best_method"], v["val_best"]
-        r = v["test"][best]
-        option_rows.append([variant, what, best, f"{pct(val['sdr'])} / {pct(val['study_identification'])}",
-                            pct(r["sdr"]), _fmt(r["mre_mm"], ".2f"), pct(r["study_identification"]),
-                            r["level_shifts"], f"{sum(t['train_seconds'] for t in v['training'].values()):.0f}"])
-    return lines + ["Fine-tuning options, each a start from the pretrained networks with the settings above except "
-                    "those named (the best method chosen on validation; then the test figures):", "",
-                    table(["start", "change", "best method", f"val: SDR {key} / studies identified", f"SDR {key}",
-                           "MRE (mm)", "studies identified", "level-shifted studies", "train time (s)"], option_rows),
-                    ""]
 
 
 def _methods_section(r: ReportInputs) -> list[str]:
@@ -251,6 +180,32 @@ def _training_section(trains: dict[str, dict]) -> list[str]:
     return ["", "## Training", "", table(header, rows), ""]
 
 
+def _prior_section(r: ReportInputs) -> list[str]:
+    """Per landmark, where the fusion prior helped and where it hurt (fused and gated against plain argmax), and
+    the gate fitted on the validation split."""
+    key = f"{r.radius:g}mm"
+    effect = {s: r.evaluate[s]["prior_effect"] for s in ("val", "test")}
+    points = lambda x: f"{100 * x:+.1f}"  # noqa: E731
+    rows = [[n, *[points(effect[s][n][f"{m}_minus_argmax"]) for s in ("val", "test") for m in ("fused", "gated")]]
+            for n in r.names]
+    gate = r.fitted["fit"].get("gate", {})
+    lines = ["## Where the fusion prior helps", "",
+             f"Change in the share of landmarks within {r.radius:g} mm against plain heatmap argmax, in percentage "
+             "points: fused is the paper's prior everywhere; gated uses it only where a channel's heatmap is "
+             "ambiguous (its strongest rival peak, at least `fusion.gate_sep` heatmap px from the top one, reaches "
+             f"the gate ratio x the top peak). Gate: {r.fitted.get('gate_ratio', 'inf')}; the prior was used for "
+             f"{r.evaluate['test']['prior_used']} of {r.evaluate['test']['landmarks']} test landmarks.", "",
+             table(["landmark", "val: fused", "val: gated", "test: fused", "test: gated"], rows), ""]
+    if gate.get("mode") == "auto":
+        cand = [[c["gate_ratio"], pct(c["study_identification"]), pct(c["sdr"]), fmt(c["mre_mm"], ".2f"),
+                 pct(c["prior_used"]), "yes" if c["chosen"] else ""] for c in gate["candidates"]]
+        lines += ["The gate on the validation split (most studies identified, then SDR, then MRE; ties go to the "
+                  "gate that uses the prior less):", "",
+                  table(["gate ratio", "studies identified", f"SDR {key}", "MRE (mm)", "prior used", "chosen"], cand),
+                  ""]
+    return lines
+
+
 def _chain_section(r: ReportInputs) -> list[str]:
     """The chain model: displacement statistics, the chosen weights, the level flag, an example."""
     model, settings = r.fitted["chain_model"], r.fitted["chain"]
@@ -269,7 +224,9 @@ def _chain_section(r: ReportInputs) -> list[str]:
              f"split too ({len(grid)} candidates), so the chosen decode is never below them there.", "",
              f"Chosen: mode {settings['mode']}, prior weight {settings['prior_weight']}, pairwise weight "
              f"{settings['pairwise_weight']}, {settings['n_candidates']} peaks per landmark, lending "
-             f"{'off' if settings['lend_penalty'] is None else settings['lend_penalty']}.", "",
+             f"{'off' if settings['lend_penalty'] is None else settings['lend_penalty']}, regressed candidate "
+             f"{'trusted by its measured reliability' if settings.get('trust_regressor') else 'as its heatmap value'}"
+             ".", "",
              f"Steps between consecutive landmarks on the training split ({unit}; x right, y down):", "",
              table(["step", "mean x", "mean y", "SD x", "SD y"], rows), "",
              "Level confidence: the margin between the best chain and the best chain sharing none of its positions; "

@@ -101,6 +101,10 @@ class FusionConfig:
     sigma: Union[float, Literal["auto"]] = "auto"  # prior sigma in heatmap pixels, or fitted on val residuals
     min_product: float = 1e-4  # peak of prior x heatmap below this: fall back to the regressed coordinate
     auto_scales: tuple[float, ...] = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
+    # the method "gated": the prior only where the heatmap is ambiguous (rival peak >= gate x the top peak)
+    gate: Union[float, Literal["auto"]] = "auto"  # auto: fitted on val over gate_ratios (0 = fused, inf = argmax)
+    gate_ratios: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7)
+    gate_sep: float = 6.0  # heatmap px: a rival peak nearer the top one than this is the same peak
 
     def validate(self, s: str) -> None:
         if self.sigma != "auto":
@@ -108,6 +112,10 @@ class FusionConfig:
         _check(0 <= self.min_product < 1, f"{s}.min_product", "in [0, 1)", self.min_product)
         _check(len(self.auto_scales) >= 1 and min(self.auto_scales) > 0, f"{s}.auto_scales",
                "a non-empty list of numbers > 0", list(self.auto_scales))
+        _check(self.gate == "auto" or self.gate >= 0, f"{s}.gate", "'auto' or a ratio >= 0 (inf: never)", self.gate)
+        _check(len(self.gate_ratios) >= 1 and min(self.gate_ratios) >= 0, f"{s}.gate_ratios",
+               "a non-empty list of ratios >= 0", list(self.gate_ratios))
+        _check(self.gate_sep > 0, f"{s}.gate_sep", "> 0 heatmap px", self.gate_sep)
 
 
 @dataclass(frozen=True)
@@ -124,6 +132,9 @@ class ChainConfig:
     lend_penalty: Union[float, None] = None  # null: no lending of the same-kind neighbours' peaks
     min_sep: float = 6.0  # heatmap px: the margin's rival configuration moves every landmark at least this far
     margin_threshold: Union[float, Literal["auto"]] = "auto"  # level_uncertain when the margin is below it
+    # the regressed candidate scores at least the regressor's val reliability x the channel's top peak: auto
+    # (fitted on val, with and without), true or false
+    trust_regressor: Union[bool, Literal["auto"]] = "auto"
 
     def validate(self, s: str) -> None:
         for k in ("prior_weight", "pairwise_weight", "margin_threshold"):
@@ -146,7 +157,8 @@ class ChainConfig:
         return {"prior_weights": pick(self.prior_weight, self.prior_weights),
                 "pairwise_weights": pick(self.pairwise_weight, self.pairwise_weights),
                 "candidate_counts": pick(self.candidates, self.candidate_counts),
-                "lend_penalties": (self.lend_penalty,)}
+                "lend_penalties": (self.lend_penalty,),
+                "trusts": (False, True) if self.trust_regressor == "auto" else (self.trust_regressor,)}
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """The chain decode (the method "chain"): the K landmarks chosen jointly as one configuration by exact dynamic
-programming (Viterbi), so a whole-level shift, invisible to each landmark decoded alone, is pulled back by the neighbours.
+programming (Viterbi), so a whole-level shift, invisible to each landmark decoded alone, is pulled back by the
+neighbours.
 
 Candidates of landmark k: the top local maxima of its channel, the regressed point (so an empty channel still has
 one) and optionally the peaks of k - 2 and k + 2 (same kind, a level up and down) at a log penalty. Unary: log
@@ -71,6 +72,7 @@ class ChainSettings:
     n_candidates: int = 8  # own heatmap peaks per landmark
     lend_penalty: float | None = None  # subtracted from lent candidates' log score; None = no lending
     min_sep: float = 6.0  # heatmap px, about half the usual neighbour step: the margin's rival moves every landmark
+    trust_regressor: bool = False  # the regressed candidate scores at least its measured reliability x the top peak
 
     def __post_init__(self) -> None:
         values = (self.prior_weight, self.pairwise_weight, self.min_sep, self.lend_penalty or 0.0)
@@ -120,15 +122,23 @@ def chain_length(xy: np.ndarray, scale: np.ndarray) -> np.ndarray:
 
 def scan_peaks(heatmaps: np.ndarray, xy_reg: np.ndarray, n: int, floor: float) -> _Scan:
     """Every channel's n strongest peaks and its value at the regressed point, chunk by chunk."""
-    parts = [(*peaks.local_maxima(hm, n, floor), peaks.values_at(hm, xr)) for _, hm, xr in peaks.chunks(heatmaps, xy_reg)]
+    parts = [(*peaks.local_maxima(hm, n, floor), peaks.values_at(hm, xr))
+             for _, hm, xr in peaks.chunks(heatmaps, xy_reg)]
     return _Scan(*(np.concatenate(p) for p in zip(*parts, strict=True)))
 
 
-def candidates(scan: _Scan, xy_reg: np.ndarray, n: int, lend: bool) -> _Candidates:
-    """M = n + 1 (+ 2n lent) candidates per landmark: own peaks, the regressed point, peaks of k - 2 and k + 2."""
+def candidates(scan: _Scan, xy_reg: np.ndarray, n: int, lend: bool,
+               reliability: np.ndarray | None = None) -> _Candidates:
+    """M = n + 1 (+ 2n lent) candidates per landmark: own peaks, the regressed point, peaks of k - 2 and k + 2.
+
+    reliability: (K,) the regressor's share of validation landmarks within the target radius; given, the regressed
+    candidate's heatmap value is at least reliability x its channel's top peak (a trusted regressor's point competes
+    with the peaks even where the heatmap is empty; an unreliable one's hardly).
+    """
     k = xy_reg.shape[1]
     own_xy, own_val, reg = scan.xy[:, :, :n], scan.val[:, :, :n], xy_reg[:, :, None]
-    xy, sub, val = [own_xy, reg], [scan.xy_sub[:, :, :n], reg], [own_val, scan.reg_val[:, :, None]]
+    reg_val = scan.reg_val if reliability is None else np.maximum(scan.reg_val, reliability * scan.val[:, :, 0])
+    xy, sub, val = [own_xy, reg], [scan.xy_sub[:, :, :n], reg], [own_val, reg_val[:, :, None]]
     lent = [np.zeros(n + 1, bool)]
     for shift in (-2, 2) if lend else ():  # landmark k borrows from k + shift
         src, dst = slice(max(shift, 0), k + min(shift, 0)), slice(max(-shift, 0), k + min(-shift, 0))
@@ -209,7 +219,8 @@ def checked_inputs(heatmaps: np.ndarray, xy_reg_hm: np.ndarray, mm_per_hm_px: np
 
 
 def decode(heatmaps: np.ndarray, xy_reg_hm: np.ndarray, mm_per_hm_px: np.ndarray, sigma_hm: np.ndarray,
-           model: ChainModel, settings: ChainSettings, min_product: float) -> ChainResult:
+           model: ChainModel, settings: ChainSettings, min_product: float,
+           reliability: np.ndarray | None = None) -> ChainResult:
     """The joint DP's landmarks of every study, with its score and margin (`settings.mode` is the decoder's: the
     margin and the wrong-level flag come from the DP whichever answer the decoder gives).
 
@@ -218,10 +229,12 @@ def decode(heatmaps: np.ndarray, xy_reg_hm: np.ndarray, mm_per_hm_px: np.ndarray
         xy_reg_hm: (N, K, 2) regressed landmarks in heatmap px; mm_per_hm_px: (N, 2).
         sigma_hm: (K,) or one fusion prior sigma in heatmap px (inf = flat).
         min_product: heatmap values below it are no peak.
+        reliability: (K,) the regressor's measured reliability, used where settings.trust_regressor says so.
     """
     heatmaps, xy_reg, mm, sigma, length = checked_inputs(heatmaps, xy_reg_hm, mm_per_hm_px, sigma_hm, model)
     n = settings.n_candidates
-    c = candidates(scan_peaks(heatmaps, xy_reg, n, min_product), xy_reg, n, settings.lend_penalty is not None)
+    trust = reliability if settings.trust_regressor else None
+    c = candidates(scan_peaks(heatmaps, xy_reg, n, min_product), xy_reg, n, settings.lend_penalty is not None, trust)
     unary = unary_scores(c, xy_reg, sigma, settings.prior_weight, settings.lend_penalty)  # (N, K, M)
     pair = settings.pairwise_weight * pair_terms(c.xy, mm, length, model)  # (N, K-1, M, M)
     idx, best = viterbi(unary, pair)

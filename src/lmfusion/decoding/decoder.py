@@ -38,7 +38,8 @@ log = logging.getLogger("lmfusion")
 DECODER_FILE = "decoder.json"  # in the models folder: the fitted decoder (the evaluate stage writes it)
 LEGACY_DECODER_FILE = "fusion.json"  # its name before this release: still read, with a warning
 
-METHODS = ("direct", "argmax", "argmax_subpixel", "fused", "fused_subpixel", "chain", "chain_subpixel")
+METHODS = ("direct", "argmax", "argmax_subpixel", "fused", "fused_subpixel", "gated", "gated_subpixel", "chain",
+           "chain_subpixel")
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class Decoded:
     fallback: np.ndarray  # (N, K) True where the fused product was ~0 and the regressed point was kept
     margin: np.ndarray  # (N,) chain score minus its best rival sharing no position (NaN without a chain model)
     level_uncertain: np.ndarray  # (N,) bool: margin below the decoder's threshold
+    prior_used: np.ndarray  # (N, K) bool: where "gated" took the fused landmark (the heatmap was ambiguous)
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class HeatmapDecoded:
     xy: dict[str, np.ndarray]
     fallback: np.ndarray  # (N, K) bool
     margin: np.ndarray  # (N,)
+    prior_used: np.ndarray  # (N, K) bool
 
     @property
     def fallbacks(self) -> int:
@@ -76,6 +79,9 @@ class LandmarkDecoder:
         chain: the chain decode's weights and mode (lmfusion.decoding.chain.ChainSettings).
         margin_threshold: a study whose chain margin is below it is flagged level_uncertain.
         best_method: the method that was best on the validation split (what `lmfusion predict` uses by default).
+        gate_ratio: "gated" takes the fused landmark where the heatmap is ambiguous, its strongest rival peak (at
+            least gate_sep heatmap px from the top one) at least gate_ratio x the top peak, else the argmax
+            (0: always fused; inf: always argmax).
     """
 
     sigma_hm: np.ndarray
@@ -84,6 +90,9 @@ class LandmarkDecoder:
     chain: chain.ChainSettings = chain.ChainSettings()
     margin_threshold: float = 0.0
     best_method: str = "fused"
+    gate_ratio: float = np.inf
+    gate_sep: float = 6.0
+    reliability: np.ndarray | None = None  # (K,) the regressor's share of val landmarks within the target radius
 
     def decode(self, coords_norm: np.ndarray, heatmaps: np.ndarray, sizes: np.ndarray,
                spacing: np.ndarray | None = None) -> Decoded:
@@ -105,7 +114,7 @@ class LandmarkDecoder:
         xy = {m: rescale(in_hm.xy[m], src, dst) for m in METHODS}
         scores = {m: peaks.values_at(heatmaps, in_hm.xy[m]) for m in METHODS}
         return Decoded(xy=xy, scores=scores, fallback=in_hm.fallback, margin=in_hm.margin,
-                       level_uncertain=in_hm.margin < self.margin_threshold)
+                       level_uncertain=in_hm.margin < self.margin_threshold, prior_used=in_hm.prior_used)
 
     def decode_hm(self, heatmaps: np.ndarray, xy_reg_hm: np.ndarray,
                   mm_per_hm_px: np.ndarray | None = None) -> HeatmapDecoded:
@@ -123,17 +132,21 @@ class LandmarkDecoder:
         n = len(xy_reg_hm)
         xy = {m: np.empty((n, k, 2)) for m in METHODS}
         xy["direct"] = xy_reg_hm.copy()
-        fallback = np.zeros((n, k), bool)
+        fallback, prior_used = np.zeros((n, k), bool), np.zeros((n, k), bool)
         for sl, hm, xr in peaks.chunks(heatmaps, xy_reg_hm):
             xy["argmax"][sl], _ = peaks.argmax(hm)
             xy["argmax_subpixel"][sl] = peaks.refine(hm, xy["argmax"][sl])
             out = fusion.fuse_chunk(hm, xr, sigma, self.min_product, subpixel=True)
             xy["fused"][sl], xy["fused_subpixel"][sl] = out["xy"], out["xy_sub"]
             fallback[sl] = out["fallback"]
+            prior_used[sl] = self.gate(hm)
+        for sub in ("", "_subpixel"):
+            xy["gated" + sub] = np.where(prior_used[..., None], xy["fused" + sub], xy["argmax" + sub])
         margin = np.full(n, np.nan)
         if self.chain_model is not None:
             mm = np.ones((n, 2)) if mm_per_hm_px is None else mm_per_hm_px
-            res = chain.decode(heatmaps, xy_reg_hm, mm, sigma, self.chain_model, self.chain, self.min_product)
+            res = chain.decode(heatmaps, xy_reg_hm, mm, sigma, self.chain_model, self.chain, self.min_product,
+                               self.reliability)
             margin = res.margin
         if self.chain_model is None or self.chain.mode == "fused":
             xy["chain"], xy["chain_subpixel"] = xy["fused"], xy["fused_subpixel"]
@@ -141,7 +154,13 @@ class LandmarkDecoder:
             xy["chain"], xy["chain_subpixel"] = xy["argmax"], xy["argmax_subpixel"]
         else:
             xy["chain"], xy["chain_subpixel"] = res.xy_hm, res.xy_sub_hm
-        return HeatmapDecoded(xy=xy, fallback=fallback, margin=margin)
+        return HeatmapDecoded(xy=xy, fallback=fallback, margin=margin, prior_used=prior_used)
+
+    def gate(self, hm: np.ndarray) -> np.ndarray:
+        """(S, K) where "gated" uses the fusion prior on (S, K, H, W) float32 maps: an ambiguous heatmap."""
+        if np.isinf(self.gate_ratio):
+            return np.zeros(hm.shape[:2], bool)
+        return peaks.rival_ratio(hm, self.gate_sep, self.min_product) >= self.gate_ratio
 
     def replace(self, **changes: Any) -> LandmarkDecoder:
         return dataclasses.replace(self, **changes)
@@ -151,7 +170,9 @@ class LandmarkDecoder:
         return {"sigma_hm": sigma_to_json(self.sigma_hm), "min_product": self.min_product,
                 "chain_model": None if self.chain_model is None else self.chain_model.to_dict(),
                 "chain": self.chain.to_dict(), "margin_threshold": sigma_to_json([self.margin_threshold])[0],
-                "best_method": self.best_method}
+                "best_method": self.best_method, "gate_ratio": sigma_to_json([self.gate_ratio])[0],
+                "gate_sep": self.gate_sep,
+                "reliability": None if self.reliability is None else [float(r) for r in self.reliability]}
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> LandmarkDecoder:
@@ -163,7 +184,9 @@ class LandmarkDecoder:
                    chain_model=None if model is None else chain.ChainModel.from_dict(model),
                    chain=chain.ChainSettings.from_dict(raw.get("chain", {})),
                    margin_threshold=float(raw.get("margin_threshold", 0.0)),
-                   best_method=raw.get("best_method", "fused"))
+                   best_method=raw.get("best_method", "fused"),
+                   gate_ratio=float(raw.get("gate_ratio", "inf")), gate_sep=float(raw.get("gate_sep", 6.0)),
+                   reliability=None if raw.get("reliability") is None else np.asarray(raw["reliability"], float))
 
 
 def _check_4d(heatmaps: np.ndarray) -> np.ndarray:

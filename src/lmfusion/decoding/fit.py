@@ -9,6 +9,7 @@ Legend: N studies, K landmarks (top to bottom); (x, y) in heatmap pixels (`_hm`)
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,7 @@ from lmfusion.coords import radial_mm
 from lmfusion.decoding.chain import (COV_REG, ChainModel, ChainSettings, candidates, chain_length, checked_inputs,
                                      pair_terms, scan_peaks, take, unary_scores, viterbi)
 from lmfusion.decoding.decoder import Decoded, LandmarkDecoder
+from lmfusion.decoding import peaks
 from lmfusion.decoding.fusion import fuse
 from lmfusion.errors import DataError, ParamError
 
@@ -115,24 +117,23 @@ def _grid(heatmaps: np.ndarray, xy_reg: np.ndarray, mm: np.ndarray, sigma: np.nd
     """(settings, (N, K, 2) landmarks) for fused, argmax, then every chain grid point; one heatmap scan for all."""
     for mode, s in (("fused", sigma), ("argmax", np.full_like(sigma, np.inf))):
         yield ChainSettings(mode=mode, min_sep=min_sep), fuse(heatmaps, xy_reg, s, min_product).xy_hm
-    peaks = scan_peaks(heatmaps, xy_reg, max(grid["candidate_counts"]), min_product)
-    for n in grid["candidate_counts"]:
-        for lend in grid["lend_penalties"]:
-            c = candidates(peaks, xy_reg, n, lend is not None)
-            pair = pair_terms(c.xy, mm, length, model)  # (N, K-1, M, M), scaled per pairwise weight below
-            for pw in grid["prior_weights"]:
-                unary = unary_scores(c, xy_reg, sigma, pw, lend)
-                for qw in grid["pairwise_weights"]:
-                    idx, _ = viterbi(unary, qw * pair)
-                    yield ChainSettings("chain", pw, qw, n, lend, min_sep), take(c.xy, idx)
+    scan = scan_peaks(heatmaps, xy_reg, max(grid["candidate_counts"]), min_product)
+    for n, lend, trust in itertools.product(grid["candidate_counts"], grid["lend_penalties"], grid["trusts"]):
+        c = candidates(scan, xy_reg, n, lend is not None, grid["reliability"] if trust else None)
+        pair = pair_terms(c.xy, mm, length, model)  # (N, K-1, M, M), scaled per pairwise weight below
+        for pw in grid["prior_weights"]:
+            unary = unary_scores(c, xy_reg, sigma, pw, lend)
+            for qw in grid["pairwise_weights"]:
+                idx, _ = viterbi(unary, qw * pair)
+                yield ChainSettings("chain", pw, qw, n, lend, min_sep, trust), take(c.xy, idx)
 
 
 def fit_chain(heatmaps_val: np.ndarray, xy_reg_val_hm: np.ndarray, xy_true_val_hm: np.ndarray,
               mm_per_hm_px: np.ndarray, sigma_hm: np.ndarray, model: ChainModel, prior_weights: Sequence[float],
               pairwise_weights: Sequence[float], candidate_counts: Sequence[int], radius_mm: float,
               min_product: float, lend_penalties: Sequence[float | None] = (None,),
-              min_sep: float = ChainSettings.min_sep
-              ) -> tuple[ChainSettings, list[dict]]:
+              min_sep: float = ChainSettings.min_sep, trusts: Sequence[bool] = (False,),
+              reliability: np.ndarray | None = None) -> tuple[ChainSettings, list[dict]]:
     """Pick what the method "chain" answers on the validation split, in the style of `auto_sigma`.
 
     The candidates are fused (`fuse` with sigma_hm), argmax, then the chain at every grid point, in that order.
@@ -142,16 +143,20 @@ def fit_chain(heatmaps_val: np.ndarray, xy_reg_val_hm: np.ndarray, xy_true_val_h
     Args:
         heatmaps_val: (N, K, H, W); xy_reg_val_hm, xy_true_val_hm: (N, K, 2) heatmap px; mm_per_hm_px: (N, 2).
         lend_penalties: None = no lending, a number = lending at that log penalty.
+        trusts: trust_regressor values to try; True needs reliability (K,), the regressor's measured reliability.
     Returns:
         The chosen ChainSettings, and one row per candidate: {"mode", "prior_weight", "pairwise_weight",
-        "n_candidates", "lend_penalty", "sdr", "mre_mm", "chosen"}.
+        "n_candidates", "lend_penalty", "trust_regressor", "sdr", "mre_mm", "chosen"}.
     """
     heatmaps, xy_reg, mm, sigma, length = checked_inputs(heatmaps_val, xy_reg_val_hm, mm_per_hm_px, sigma_hm, model)
     xy_true = np.asarray(xy_true_val_hm, np.float64)
     grid = {"prior_weights": prior_weights, "pairwise_weights": pairwise_weights,
-            "candidate_counts": candidate_counts, "lend_penalties": lend_penalties}
+            "candidate_counts": candidate_counts, "lend_penalties": lend_penalties, "trusts": trusts}
     if len(heatmaps) == 0 or xy_true.shape != xy_reg.shape or any(len(v) == 0 for v in grid.values()):
         raise DataError(f"chain fit: needs N >= 1 val studies with truth {xy_reg.shape} and non-empty grids")
+    if any(trusts) and reliability is None:
+        raise DataError("chain fit: trust_regressor needs the regressor's reliability per landmark")
+    grid["reliability"] = reliability
     table, options, keys = [], [], []
     for s, xy in _grid(heatmaps, xy_reg, mm, sigma, length, model, grid, min_product, min_sep):
         err = radial_mm(xy, xy_true, mm)  # (N, K)
@@ -197,11 +202,55 @@ def fit_sigma(val: SplitOutputs, cfg: FusionConfig, target_radius: float) -> tup
     return np.asarray(sigma, dtype=np.float64), {"mode": "auto", "candidates": table}
 
 
+def fit_gate(heatmaps_val: np.ndarray, xy_reg_val_hm: np.ndarray, xy_true_val_hm: np.ndarray,
+             mm_per_hm_px: np.ndarray, sigma_hm: np.ndarray, min_product: float, ratios: Sequence[float],
+             sep: float, radius_mm: float) -> tuple[float, list[dict]]:
+    """The gate of the method "gated" on the validation split: the fused landmark where a channel's rival peak is at
+    least `ratio` x its top peak, else the argmax.
+
+    The candidates are inf (never the prior: argmax), then `ratios` from high to low (0: always: fused). The most
+    studies identified win (every landmark within radius_mm), then the share of landmarks within it, then the lower
+    mean radial error; ties go to the earlier candidate, the one that uses the prior less. So the gated method is never
+    below argmax nor fused on the validation split.
+
+    Returns the ratio, and one row per candidate: {"gate_ratio", "study_identification", "sdr", "mre_mm",
+    "prior_used" (share of landmarks), "chosen"}.
+    """
+    heatmaps, xy_true = np.asarray(heatmaps_val), np.asarray(xy_true_val_hm, np.float64)
+    if len(heatmaps) == 0:
+        raise DataError("the gate of the method gated is fitted on the validation split; it must hold studies")
+    fused = fuse(heatmaps, xy_reg_val_hm, sigma_hm, min_product).xy_hm  # (N, K, 2)
+    top = np.concatenate([peaks.argmax(hm)[0] for _, hm in peaks.chunks(heatmaps)])  # (N, K, 2)
+    ratio = np.concatenate([peaks.rival_ratio(hm, sep, min_product) for _, hm in peaks.chunks(heatmaps)])  # (N, K)
+    table, keys = [], []
+    candidates = [np.inf, *sorted({float(r) for r in ratios}, reverse=True)]
+    for r in candidates:
+        used = ratio >= r
+        err = radial_mm(np.where(used[..., None], fused, top), xy_true, mm_per_hm_px)  # (N, K)
+        ident, rate = float(metrics.study_identified(err, radius_mm).mean()), float(np.mean(err <= radius_mm))
+        mre = float(np.nanmean(err))
+        table.append({"gate_ratio": r if np.isfinite(r) else "inf", "study_identification": round(ident, 4),
+                      "sdr": round(rate, 4), "mre_mm": round(mre, 4), "prior_used": round(float(used.mean()), 4),
+                      "chosen": False})
+        keys.append((-ident, -rate, mre if np.isfinite(mre) else np.inf))
+    best = min(range(len(keys)), key=keys.__getitem__)  # min keeps the earliest on ties
+    table[best]["chosen"] = True
+    return candidates[best], table
+
+
+def regressor_reliability(xy_reg_hm: np.ndarray, xy_true_hm: np.ndarray, mm_per_hm_px: np.ndarray,
+                          radius_mm: float) -> np.ndarray:
+    """(K,) the share of (N, K, 2) regressed landmarks within radius_mm of the truth (a landmark without truth is a
+    miss), floored at 1 / (N + 1): what the chain's regressed candidate may count on."""
+    err = radial_mm(xy_reg_hm, xy_true_hm, mm_per_hm_px)  # (N, K)
+    return np.maximum((err <= radius_mm).mean(0), 1.0 / (len(err) + 1))
+
+
 def fit_decoder(val: SplitOutputs, train_truth: np.ndarray, train_spacing: np.ndarray, fcfg: FusionConfig,
                 ccfg: ChainConfig, target_radius: float) -> tuple[LandmarkDecoder, dict, Decoded]:
-    """The decoder fitted as the params say: the fusion sigma and the chain weights on the validation split, the
-    chain's displacement model on the training split's ground truth (N_train, K, 2) with its spacing (N_train, 2),
-    and the level_uncertain threshold on the validation split's wrong-level studies.
+    """The decoder fitted as the params say: the fusion sigma, the gate and the chain weights on the validation split,
+    the chain's displacement model on the training split's ground truth (N_train, K, 2) with its spacing
+    (N_train, 2), and the level_uncertain threshold on the validation split's wrong-level studies.
 
     Returns the decoder, the fit (for models/decoder.json and the report) and the validation split decoded by it.
     """
@@ -209,10 +258,17 @@ def fit_decoder(val: SplitOutputs, train_truth: np.ndarray, train_spacing: np.nd
     if len(val.rows) == 0 or len(train_truth) == 0:
         raise DataError("the chain decode is fitted on the train and validation splits; both must hold studies")
     model = fit_chain_model(train_truth, train_spacing, ccfg.unit)
+    reliability = regressor_reliability(val.regressed_hm(), val.truth_hm(), val.mm_per_hm_px(), target_radius)
     settings, table = fit_chain(val.heatmaps, val.regressed_hm(), val.truth_hm(), val.mm_per_hm_px(),
                                 sigma, model, radius_mm=target_radius, min_product=fcfg.min_product,
-                                min_sep=ccfg.min_sep, **ccfg.grid())
-    decoder = LandmarkDecoder(sigma, fcfg.min_product, chain_model=model, chain=settings)
+                                min_sep=ccfg.min_sep, reliability=reliability, **ccfg.grid())
+    gate, fit["gate"] = float(fcfg.gate) if fcfg.gate != "auto" else np.inf, {"mode": "fixed"}
+    if fcfg.gate == "auto":
+        gate, table_gate = fit_gate(val.heatmaps, val.regressed_hm(), val.truth_hm(), val.mm_per_hm_px(), sigma,
+                                    fcfg.min_product, fcfg.gate_ratios, fcfg.gate_sep, target_radius)
+        fit["gate"] = {"mode": "auto", "candidates": table_gate}
+    decoder = LandmarkDecoder(sigma, fcfg.min_product, chain_model=model, chain=settings, gate_ratio=gate,
+                              gate_sep=fcfg.gate_sep, reliability=reliability)
     decoded = decoder.decode(val.coords_norm, val.heatmaps, val.sizes, val.spacing)
     wrong = metrics.wrong_level_studies(decoded.xy["chain"], val.truth, val.spacing)  # (N,)
     threshold = (fit_margin_threshold(decoded.margin, wrong) if ccfg.margin_threshold == "auto"

@@ -122,3 +122,12 @@ def _peak_offsets(maps: np.ndarray, m: np.ndarray, yi: np.ndarray, xi: np.ndarra
     patch = maps[m[..., None, None], ys[..., :, None], xs[..., None, :]]  # (..., 3, 3)
     off = refine(patch, np.ones((*yi.shape, 2))) - 1.0
     return off * np.stack([(xi > 0) & (xi < w - 1), (yi > 0) & (yi < h - 1)], -1)
+
+
+def rival_ratio(hm: np.ndarray, sep: float, floor: float, n: int = 8) -> np.ndarray:
+    """(S, K) how ambiguous each (S, K, H, W) float32 map is: its strongest local maximum at least `sep` px from the
+    map's top peak, over the top peak's value (0: one clear peak, 1: a tie). Looks at the n strongest maxima."""
+    xy, _, val = local_maxima(hm, n, floor)  # (S, K, n, 2), (S, K, n)
+    far = ((xy[..., 1:, :] - xy[..., :1, :]) ** 2).sum(-1) >= sep**2  # (S, K, n-1); NaN (missing) compares False
+    rival = np.where(far, val[..., 1:], 0.0).max(-1, initial=0.0)
+    return np.divide(rival, val[..., 0], out=np.zeros_like(rival), where=val[..., 0] > 0)
