@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from lmfusion import runs
-from lmfusion.config import EvaluateConfig, as_dict, load_params
+from lmfusion.config import as_dict, load_params
+from lmfusion.config.decoding import EvaluateConfig
 from lmfusion.data.prepared import Prepared, load_prepared
 from lmfusion.decoding import METHODS, Decoded, LandmarkDecoder
 from lmfusion.decoding.fit import fit_decoder

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lmfusion.config import (LANDMARKS, SECTIONS, FusionConfig, PrepareConfig, UnetConfig, as_dict, load_params,
+from lmfusion.config import (LANDMARKS, SECTION_NAMES, PrepareConfig, UnetConfig, as_dict, load_params,
                              parse_section)
+from lmfusion.config.decoding import FusionConfig
 from lmfusion.errors import ParamError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,7 +24,7 @@ def write_params(path: Path, params: dict) -> Path:
 
 def test_repository_params_load_with_every_section() -> None:
     params = load_params(REPO / "params.yaml")
-    assert set(params) == set(SECTIONS)
+    assert set(params) == set(SECTION_NAMES)
     assert params["base"].landmarks == LANDMARKS
     assert isinstance(params["prepare"], PrepareConfig)
 
@@ -118,7 +119,7 @@ def test_stage_with_bad_param_exits_2_with_one_line(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("section", list(SECTIONS))
+@pytest.mark.parametrize("section", SECTION_NAMES)
 def test_dataclass_defaults_equal_params_yaml(section: str) -> None:
     """params.yaml is the source of every default: deleting a key must not change the experiment."""
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -138,3 +139,17 @@ def test_data_format_challenge_is_an_alias_of_tianchi() -> None:
     assert parse_section("data", {"format": "tianchi"}) == parse_section("data", {"format": "challenge"})
     with pytest.raises(ParamError, match="data.format"):
         parse_section("data", {"format": "kaggle"})
+
+
+def test_no_training_stage_imports_the_decoding_sections() -> None:
+    """A fusion, chain, evaluate or report param added or checked reruns the stages that read it, never a training."""
+    from lmfusion import deps
+
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        stage = stage.get("do", stage)
+        reads = {str(p).split(".")[0] for p in stage.get("params", [])}
+        listed = "src/lmfusion/config/decoding.py" in stage["deps"]
+        assert listed == bool(reads & {"fusion", "chain", "evaluate", "report"}), name
+    train = deps.stage_deps(REPO / "stages" / "train_unet.py", REPO)
+    assert "src/lmfusion/config/decoding.py" not in train

@@ -165,11 +165,11 @@ def test_the_gate_takes_the_prior_only_where_the_heatmap_is_ambiguous() -> None:
     sigma, mm = np.full(3, 2.0), np.ones((12, 2))
     ratio, table = fit.fit_gate(hm, reg, truth, mm, sigma, 1e-4, [0.0, 0.3, 0.9], sep=6.0, radius_mm=2.0)
     rows = {r["gate_ratio"]: r for r in table}
-    assert [r["gate_ratio"] for r in table] == ["inf", 0.9, 0.3, 0.0]  # least prior first: ties go there
+    assert [r["gate_ratio"] for r in table] == [0.0, 0.3, 0.9, "inf"]  # most prior first: ties go there
     assert rows["inf"]["sdr"] == rows[0.0]["sdr"] == 0.5  # argmax and fused: each wrong on half the images
     assert ratio == 0.3 and rows[0.3]["chosen"] and rows[0.3]["study_identification"] == 1.0
     assert rows[0.3]["prior_used"] == 0.5 and rows[0.0]["prior_used"] == 1.0 and rows["inf"]["prior_used"] == 0.0
-    clean = encode(truth, H, W, 1.5).astype(np.float16)  # nothing to gain from the prior: argmax, the first of ties
-    assert fit.fit_gate(clean, truth, truth, mm, sigma, 1e-4, [0.0, 0.3], 6.0, 2.0)[0] == np.inf
+    clean = encode(truth, H, W, 1.5).astype(np.float16)  # nothing to gain from the gate: fused, the first of ties
+    assert fit.fit_gate(clean, truth, truth, mm, sigma, 1e-4, [0.3, 0.0], 6.0, 2.0)[0] == 0.0
     with pytest.raises(DataError, match="gate"):
         fit.fit_gate(hm[:0], reg[:0], truth[:0], mm[:0], sigma, 1e-4, [0.0], 6.0, 2.0)

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from lmfusion.config import FusionConfig, PrepareConfig, load_params
+from lmfusion.config import PrepareConfig, load_params
+from lmfusion.config.decoding import FusionConfig
 from lmfusion.data.preprocess import preprocess
 from lmfusion.decoding import DECODER_FILE, METHODS, LandmarkDecoder
 from lmfusion.errors import DataError, ParamError

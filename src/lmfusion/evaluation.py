@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from lmfusion import metrics
-from lmfusion.config import EvaluateConfig
+from lmfusion.config.decoding import EvaluateConfig
 from lmfusion.coords import from_norm, rescale
 from lmfusion.data.prepared import Prepared
 from lmfusion.decoding import METHODS, Decoded, LandmarkDecoder

@@ -199,8 +199,8 @@ def _prior_section(r: ReportInputs) -> list[str]:
     if gate.get("mode") == "auto":
         cand = [[c["gate_ratio"], pct(c["study_identification"]), pct(c["sdr"]), fmt(c["mre_mm"], ".2f"),
                  pct(c["prior_used"]), "yes" if c["chosen"] else ""] for c in gate["candidates"]]
-        lines += ["The gate on the validation split (most studies identified, then SDR, then MRE; ties go to the "
-                  "gate that uses the prior less):", "",
+        lines += ["The gate on the validation split (most studies identified, then SDR; ties go to the gate that "
+                  "uses the prior more, so the paper's fusion stays unless validation shows a gain):", "",
                   table(["gate ratio", "studies identified", f"SDR {key}", "MRE (mm)", "prior used", "chosen"], cand),
                   ""]
     return lines

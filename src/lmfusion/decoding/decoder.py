@@ -9,7 +9,7 @@ cached outputs needs no torch. Fitted by `lmfusion.decoding.fit`, saved as model
 - the method "chain" (and "chain_subpixel"): what `Decoded.xy["chain"]` holds, the answer of the fitted decode;
   where fitting found the fused or argmax landmarks better on the validation split (`ChainSettings.mode`), the
   method gives those, and the joint DP still gives the margin;
-- the params section `chain:` (lmfusion.config.ChainConfig): the grid the weights are fitted on, and the flag;
+- the params section `chain:` (lmfusion.config.decoding.ChainConfig): the grid the weights are fitted on, and the flag;
 - the module `lmfusion.decoding.chain`: the joint DP over landmark candidates (ChainModel, ChainSettings).
 
 Legend: N images, K landmarks, H x W heatmap pixels. Raw outputs are the regressor's normalized coordinates

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lmfusion import metrics
-from lmfusion.config import ChainConfig, FusionConfig
+from lmfusion.config.decoding import ChainConfig, FusionConfig
 from lmfusion.coords import radial_mm
 from lmfusion.decoding.chain import (COV_REG, ChainModel, ChainSettings, candidates, chain_length, checked_inputs,
                                      pair_terms, scan_peaks, take, unary_scores, viterbi)
@@ -208,10 +208,10 @@ def fit_gate(heatmaps_val: np.ndarray, xy_reg_val_hm: np.ndarray, xy_true_val_hm
     """The gate of the method "gated" on the validation split: the fused landmark where a channel's rival peak is at
     least `ratio` x its top peak, else the argmax.
 
-    The candidates are inf (never the prior: argmax), then `ratios` from high to low (0: always: fused). The most
-    studies identified win (every landmark within radius_mm), then the share of landmarks within it, then the lower
-    mean radial error; ties go to the earlier candidate, the one that uses the prior less. So the gated method is never
-    below argmax nor fused on the validation split.
+    The candidates are `ratios` from low to high (0: always the prior, the paper's fused), then inf (never: argmax).
+    The most studies identified win (every landmark within radius_mm), then the share of landmarks within it; ties
+    go to the earlier candidate, the one that uses the prior more: the paper's fusion stays unless the validation
+    split shows a gain. So the gated method is never below argmax nor fused on the validation split.
 
     Returns the ratio, and one row per candidate: {"gate_ratio", "study_identification", "sdr", "mre_mm",
     "prior_used" (share of landmarks), "chosen"}.
@@ -223,7 +223,7 @@ def fit_gate(heatmaps_val: np.ndarray, xy_reg_val_hm: np.ndarray, xy_true_val_hm
     top = np.concatenate([peaks.argmax(hm)[0] for _, hm in peaks.chunks(heatmaps)])  # (N, K, 2)
     ratio = np.concatenate([peaks.rival_ratio(hm, sep, min_product) for _, hm in peaks.chunks(heatmaps)])  # (N, K)
     table, keys = [], []
-    candidates = [np.inf, *sorted({float(r) for r in ratios}, reverse=True)]
+    candidates = [*sorted({float(r) for r in ratios}), np.inf]
     for r in candidates:
         used = ratio >= r
         err = radial_mm(np.where(used[..., None], fused, top), xy_true, mm_per_hm_px)  # (N, K)
@@ -232,7 +232,7 @@ def fit_gate(heatmaps_val: np.ndarray, xy_reg_val_hm: np.ndarray, xy_true_val_hm
         table.append({"gate_ratio": r if np.isfinite(r) else "inf", "study_identification": round(ident, 4),
                       "sdr": round(rate, 4), "mre_mm": round(mre, 4), "prior_used": round(float(used.mean()), 4),
                       "chosen": False})
-        keys.append((-ident, -rate, mre if np.isfinite(mre) else np.inf))
+        keys.append((-ident, -rate))
     best = min(range(len(keys)), key=keys.__getitem__)  # min keeps the earliest on ties
     table[best]["chosen"] = True
     return candidates[best], table

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from lmfusion.config import EvaluateConfig
+from lmfusion.config.decoding import EvaluateConfig
 from lmfusion.coords import rescale
 from lmfusion.data.prepared import Prepared
 from lmfusion.decoding import fusion
