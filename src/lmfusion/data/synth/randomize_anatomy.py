@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lmfusion.data.synth import spine
-from lmfusion.data.synth.phantom import DISCS, LEVELS, Anatomy, Patient, Shape, bezier, centroid, ellipse
+from lmfusion.data.synth.phantom import (DISCS, LEVELS, Anatomy, Patient, Shape, bezier, centroid, ellipse, rotate,
+                                         rounded_quad)
 
 BODIES = LEVELS + tuple(f"S{j + 1}" for j in range(8))  # build_sagittal's exact cortex shapes, in painter's order
 _T12 = LEVELS.index("T12")
@@ -67,6 +68,7 @@ class Extras:
     ribs: np.ndarray | None = None  # (R, 8) per rib from the lowest up: head du, dv, r; wall du, dv, rx, ry, angle
     lowest_rib: int = _T12  # index in LEVELS of the lowest rib-bearing vertebra
     pelvis: np.ndarray | None = None  # (8,) ilium du, dv, ru, rv (mm), angle; ala du, dv, size (of S1 depth)
+    pelvis_shape: np.ndarray = field(default_factory=lambda: np.ones(4))  # (4,) the ilium's corners, scaled
     alpha: float = 1.0  # partial volume of ribs and pelvis in the mid-sagittal slice (more off the midline)
 
 
@@ -96,9 +98,10 @@ def draw_extras(rng: np.random.Generator, p: Patient) -> Extras:
                                   rng.uniform(35, 75, n), rng.uniform(-0.3, 0.3, n), rng.uniform(3, 6, n),
                                   rng.uniform(5, 10, n), rng.uniform(-0.6, 0.6, n)])
     if rng.random() < 0.4:
-        e.pelvis = np.array([rng.uniform(15, 40), rng.uniform(-25, 15), rng.uniform(14, 26), rng.uniform(28, 55),
+        e.pelvis = np.array([rng.uniform(10, 35), rng.uniform(-15, 15), rng.uniform(14, 26), rng.uniform(28, 55),
                              rng.uniform(-0.5, 0.5), rng.uniform(-0.3, 0.1), rng.uniform(-0.6, -0.2),
                              rng.uniform(0.5, 0.8)])
+        e.pelvis_shape = rng.uniform(0.6, 1.3, 4)
     return e
 
 
@@ -186,7 +189,10 @@ def _background(e: Extras, frames: tuple[np.ndarray, ...], lateral: float) -> li
     if e.pelvis is not None:
         iu, iv, ru, rv, ang, au, av, scale = e.pelvis
         s1 = BODIES.index("S1")
-        polys.append(ellipse(c[s1] + n[s1] * (0.5 * d[s1] + iu) + a[s1] * iv, ru, rv, _angle(n[s1]) + ang, 40))
+        s2 = s1 + 1  # the ilium meets the sacrum at S1-S3, behind and beside it
+        centre, turn = c[s2] + n[s2] * (0.5 * d[s2] + iu) + a[s2] * iv, rotate(np.eye(2), -ang, np.zeros(2))
+        box = np.array([[-ru, -rv], [ru, -rv], [-ru, rv], [ru, rv]]) * e.pelvis_shape[:, None]  # (4, 2) in n, a
+        polys.append(centre + rounded_quad(box @ turn @ np.stack([n[s2], a[s2]]), 3.0)[0])  # the ilium's wing
         polys.append(ellipse(c[s1] + d[s1] * (n[s1] * au + a[s1] * av), scale * d[s1], 0.8 * scale * d[s1],
                              _angle(n[s1]), 40))  # the sacral ala, in front of and above S1
     return _bone(polys, alpha) if polys else []
