@@ -28,7 +28,8 @@ def test_the_style_is_accepted_by_the_cli_params_and_generator(tmp_path: Path) -
     assert args.style == "randomized"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"pretrain": {"style": "randomized"}}))
     study.check_style(load_params(tmp_path / "params.yaml", ("pretrain",))["pretrain"].style)
-    with pytest.raises(ParamError, match="^synth style: unknown style 'stir'; known: default, target, randomized$"):
+    with pytest.raises(ParamError, match="^synth style: unknown style 'stir'; known: default, target, randomized, "
+                                         "unseen$"):
         synth.generate_study(np.random.default_rng(0), style="stir")
 
 

@@ -11,7 +11,7 @@ from lmfusion.decoding import METHODS
 from lmfusion.errors import LmfusionError
 from lmfusion.stage import stage_main
 
-STYLES = ("default", "target", "randomized")  # synth.study.STYLES, checked by tests/test_synth_randomized.py
+STYLES = ("default", "target", "randomized", "unseen")  # synth.study.STYLES, checked by tests/test_synth_randomized.py
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -80,8 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--style", choices=STYLES, default="default",
                    help="default (as varied as real series), target (all STIR-like, steep junctions: a small set in "
-                        "another style, for measuring fine-tuning) or randomized (every tissue value, the acquisition "
-                        "and more anatomy drawn per study, SynthSeg-like domain randomization); also for --gallery")
+                        "another style, for measuring fine-tuning), randomized (every tissue value, the acquisition "
+                        "and more anatomy drawn per study, SynthSeg-like domain randomization) or unseen (T1-like, low "
+                        "resolution, thick slice, strong bias field: for judging only, never for training, see "
+                        "benchmarks/bench_styles.py); also for --gallery")
     p.add_argument("--montage", help="also write a PNG montage of 16 studies with their landmarks")
     p.add_argument("--gallery", help="instead of a dataset, a PNG with one study per hard case (the first of the n "
                                      "studies of --seed showing it: steep junction, transitional vertebra, ...)")

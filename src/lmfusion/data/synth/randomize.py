@@ -5,7 +5,11 @@ Per study it draws a subject wider than the default style's with structures the 
 elastic deformation (randomize_anatomy), the slice through it (a thick slab mixing sub-slices, a scoliotic roll
 that takes the plane off the midline at some levels), every tissue's value and the acquisition (randomize_mri).
 The field of view, the series and their headers are drawn as in `study` (fields of view to T8, the sacrum cut off,
-any matrix). `study.generate_study` enters here only for this style, so the other styles' draws are untouched.
+any matrix). `study.generate_study` enters here only for this style and the unseen one, so the other styles'
+draws are untouched. The unseen style (`--style unseen`, benchmarks/bench_styles.py's yardstick, never trained on)
+is this generator with three draws fixed (UNSEEN): always a thick slab (three sub-slices 6-10 mm across), a T1-like
+contrast (randomize_mri.t1_values) and a low-resolution, strongly biased acquisition
+(randomize_mri.low_resolution_scanner); its anatomy is drawn as the randomized style's.
 
 Landmarks are the area centroids of the warped landmark shapes; where the annotated slice mixes scenes at several
 lateral offsets, the centroid of the mixed shapes (each scene's area weighted by its share at the landmark's row).
@@ -14,7 +18,7 @@ Legend: K landmarks, J mixed scenes, H x W image; points (x, y) = (column, row),
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import cv2
@@ -64,6 +68,26 @@ def _draw_slab(rng: np.random.Generator) -> tuple[Slab, str]:
     roll = float(rng.uniform(5, 16) * rng.choice([-1, 1])) if rng.random() < 0.3 else 0.0
     at = str(rng.choice(phantom.LEVELS[anat.BODIES.index("T12"):]))
     return Slab(sub, roll, float(rng.normal(0, 10)), float(rng.uniform(25, 80))), at
+
+
+def _thick_slab(rng: np.random.Generator) -> tuple[Slab, str]:
+    """The unseen style's slab: the randomized draw (its roll kept), then always three sub-slices 6-10 mm across."""
+    slab, at = _draw_slab(rng)
+    t = rng.uniform(6, 10)
+    return replace(slab, sub=(-t / 2, 0.0, t / 2)), at
+
+
+@dataclass(frozen=True)
+class Draws:
+    """The draws a style built on this generator makes its own: the slab, the contrasts and the scanners."""
+
+    slab: Callable[[np.random.Generator], tuple[Slab, str]]
+    contrast: Callable[[np.random.Generator], tuple[dict[str, float], str]]
+    scanner: Callable[[np.random.Generator], rmri.Scanner]
+
+
+RANDOMIZED = Draws(_draw_slab, rmri.tissue_values, rmri.sample_scanner)
+UNSEEN = Draws(_thick_slab, rmri.t1_values, rmri.low_resolution_scanner)
 
 
 _GAUSS = (np.array([0.5 - 0.5 * np.sqrt(3 / 5), 0.5, 0.5 + 0.5 * np.sqrt(3 / 5)]), np.array([5, 8, 5]) / 18)
@@ -143,26 +167,27 @@ class Subject:
     points: dict[str, np.ndarray]  # name -> (2,) mm, the centroids of the mixed landmark shapes
 
 
-def draw_subject(rng: np.random.Generator) -> Subject:
+def draw_subject(rng: np.random.Generator, draws: Draws = RANDOMIZED) -> Subject:
     """The subject, its extras and deformation, and the slice through it: the randomized study's first draws."""
     p = anat.vary_patient(phantom.sample_patient(rng, float(rng.uniform(1.0, 2.2))), rng)
     extras, warp = anat.draw_extras(rng, p), anat.draw_warp(rng)
-    slab, at = _draw_slab(rng)
+    slab, at = draws.slab(rng)
     scenes = [anat.scene(p, o, extras, warp) for o in slab.offsets]
     slab.centre += scenes[0].points[at][1]
     return Subject(p, extras, warp, slab, scenes, _points(scenes, slab))
 
 
-def generate_randomized(rng: np.random.Generator, names: tuple[str, ...]) -> SynthStudy:
-    """One study of the randomized style drawn from `rng` (names already checked by study.generate_study)."""
-    sub = draw_subject(rng)
+def generate_randomized(rng: np.random.Generator, names: tuple[str, ...], draws: Draws = RANDOMIZED) -> SynthStudy:
+    """One study of the randomized style (or with UNSEEN, the unseen one) drawn from `rng` (names already checked by
+    study.generate_study)."""
+    sub = draw_subject(rng, draws)
     p, extras, warp, slab, scenes, points = sub.patient, sub.extras, sub.warp, sub.slab, sub.scenes, sub.points
     pts = np.array([points[n] for n in names])
     h, w, spacing, affine = _grid(rng, pts, points[_TOP_LEVEL][1])
     to_px = lambda q: q @ affine[:, :2].T + affine[:, 2]  # noqa: E731
     landmarks = np.round(to_px(pts), 2)
-    (values, kind), (values1, _) = rmri.tissue_values(rng), rmri.tissue_values(rng)
-    sc2, sc1 = rmri.sample_scanner(rng), rmri.sample_scanner(rng)
+    (values, kind), (values1, _) = draws.contrast(rng), draws.contrast(rng)
+    sc2, sc1 = draws.scanner(rng), draws.scanner(rng)
     gap = round(float(rng.uniform(3.8, 5.5)), 2)
     table = np.round(rng.uniform(-40, 40, 2), 2)
     te2, tr2 = round(float(rng.uniform(90, 125)), 1), round(float(rng.uniform(2500, 4200)), 0)

@@ -5,12 +5,13 @@ In the spirit of SynthSeg (Billot et al. 2023): the networks should learn shapes
 uniformly at random; `sample_scanner` draws the acquisition that `acquire` applies to a rendered slice: k-space
 truncation with or without a taper (blur and ringing), Gaussian blur, motion copies and a ghost along the
 phase-encoding axis, a bias field of random smoothness, gamma and Rician noise. Resolution loss and wrap-around
-(`coarse`, `wrap`, `phase_axis`) act while rendering (randomize.py). Legend: H x W image.
+(`coarse`, `wrap`, `phase_axis`) act while rendering (randomize.py). The unseen style (a yardstick no training sees)
+fixes some of these choices: `t1_values` and `low_resolution_scanner`. Legend: H x W image.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -47,7 +48,7 @@ def tissue_values(rng: np.random.Generator) -> tuple[dict[str, float], str]:
 
 @dataclass
 class Scanner:
-    """How one series is acquired in the randomized style."""
+    """How one series is acquired in the randomized (and unseen) style."""
 
     gamma: float
     noise: float  # Rician sigma, relative to intensity 1
@@ -80,6 +81,37 @@ def sample_scanner(rng: np.random.Generator) -> Scanner:
         phase_axis=int(rng.random() < 0.75), wrap=float(rng.uniform(0.05, 0.2)) if rng.random() < 0.15 else 0.0,
         motion=float(rng.uniform(0.1, 0.35)) if rng.random() < 0.15 else 0.0,
         ghost=float(rng.uniform(0.02, 0.08)) if rng.random() < 0.25 else 0.0, rescale=(slope, 0.0))
+
+
+def t1_values(rng: np.random.Generator) -> tuple[dict[str, float], str]:
+    """The unseen style's contrast: T1-like, fat and a fatty marrow bright, CSF and discs dark-ish.
+
+    mri.TISSUES' T1 values, the marrow raised 15-45 % (fatty marrow), each tissue jittered by about 10 %; the marrow
+    stays at least 0.15 above both disc tissues. Returns the values and the ordering "T1".
+    """
+    names = tuple(mri.TISSUES)
+    base = np.array([mri.TISSUES[k][1] for k in names]) * np.exp(rng.normal(0, 0.1, len(names)))
+    out = dict(zip(names, np.clip(base, 0, 1.2).astype(float)))
+    out["marrow"] = float(min(1.0, out["marrow"] * rng.uniform(1.15, 1.45)))
+    out["marrow"] = max(out["marrow"], out["annulus"] + 0.15, out["nucleus"] + 0.15)
+    out["air"] = float(rng.uniform(0, 0.03))
+    return out, "T1"
+
+
+def low_resolution_scanner(rng: np.random.Generator) -> Scanner:
+    """The unseen style's acquisition: a randomized draw (`sample_scanner`) with a coarse matrix (35-50 % of the
+    displayed one, interpolated up) of which only the central 60-85 % of k-space is kept per axis (about 1.5-3.5 mm
+    resolved at typical spacings), a strong smooth bias field (2 x 2 or 3 x 3 control points spanning 1.4-2.0 in log
+    gain, a 4-7 fold change across the image) and gamma near 1; no blur, wrap-around, motion or ghost."""
+    sc = sample_scanner(rng)
+    g = int(rng.integers(2, 4))
+    bias = rng.normal(0, 1, (g, g))
+    bias = (bias - bias.mean()) / max(float(np.ptp(bias)), 1e-6) * rng.uniform(1.4, 2.0)
+    coarse = float(rng.uniform(0.35, 0.5))  # k-space below in the displayed matrix's units: of the coarse one's
+    return replace(sc, gamma=float(np.exp(rng.normal(0, 0.1))), bias=bias,
+                   kspace=(coarse * float(rng.uniform(0.6, 0.85)), coarse * float(rng.uniform(0.6, 0.85))),
+                   taper=float(rng.uniform(0.1, 0.3)), blur=0.0, coarse=coarse,
+                   interp=int(rng.choice([cv2.INTER_LINEAR, cv2.INTER_CUBIC])), wrap=0.0, motion=0.0, ghost=0.0)
 
 
 def kspace(img: np.ndarray, fraction: tuple[float, float], taper: float) -> np.ndarray:
