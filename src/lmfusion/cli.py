@@ -11,6 +11,8 @@ from lmfusion.decoding import METHODS
 from lmfusion.errors import LmfusionError
 from lmfusion.stage import stage_main
 
+STYLES = ("default", "target", "randomized", "unseen")  # synth.study.STYLES, checked by tests/test_synth_randomized.py
+
 
 def _synth(args: argparse.Namespace) -> int:
     from lmfusion.data import synth
@@ -19,8 +21,8 @@ def _synth(args: argparse.Namespace) -> int:
     if args.gallery:
         from lmfusion.figures.synth import hard_case_gallery
 
-        write_png(args.gallery, hard_case_gallery(args.seed, args.n, LANDMARKS))
-        print(f"wrote one study per hard case of seed {args.seed} to {args.gallery}")
+        write_png(args.gallery, hard_case_gallery(args.seed, args.n, LANDMARKS, style=args.style))
+        print(f"wrote one study per hard case of seed {args.seed} ({args.style} style) to {args.gallery}")
         return 0
     if not args.out:
         raise LmfusionError("lmfusion synth: give --out FOLDER (a dataset) or --gallery PNG")
@@ -76,9 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "rsna2024 (five discs)")
     p.add_argument("--n", type=int, default=200, help="number of studies (default 200: 150 + 50, like the paper)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--style", choices=("default", "target"), default="default",
-                   help="default (as varied as real series) or target (all STIR-like, steep junctions: a small "
-                        "set in another style, for measuring fine-tuning)")
+    p.add_argument("--style", choices=STYLES, default="default",
+                   help="default (as varied as real series), target (all STIR-like, steep junctions: a small set in "
+                        "another style, for measuring fine-tuning), randomized (every tissue value, the acquisition "
+                        "and more anatomy drawn per study, SynthSeg-like domain randomization) or unseen (T1-like, low "
+                        "resolution, thick slice, strong bias field: for judging only, never for training, see "
+                        "benchmarks/bench_styles.py); also for --gallery")
     p.add_argument("--montage", help="also write a PNG montage of 16 studies with their landmarks")
     p.add_argument("--gallery", help="instead of a dataset, a PNG with one study per hard case (the first of the n "
                                      "studies of --seed showing it: steep junction, transitional vertebra, ...)")

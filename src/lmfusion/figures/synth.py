@@ -12,7 +12,7 @@ import numpy as np
 from lmfusion import config
 from lmfusion.data.dicom import read_dicom, read_header
 from lmfusion.data.synth.tianchi import SPLITS
-from lmfusion.data.synth.study import HARD_CASES, generate_study
+from lmfusion.data.synth.study import generate_study, style_cases
 from lmfusion.errors import DataError
 from lmfusion.figures.drawing import draw_points, landmark_colors, montage, to_bgr
 
@@ -51,13 +51,16 @@ def challenge_montage(out: Path, count: int = 16, names: tuple[str, ...] = confi
     return montage(tiles, cols=cols, tile=320, captions=captions)
 
 
-def hard_case_gallery(seed: int, n: int, names: tuple[str, ...] = config.LANDMARKS, tile: int = 320) -> np.ndarray:
-    """A BGR grid with one study per hard case (study.HARD_CASES) among studies 0..n-1 of `seed` (with the dataset's
-    seed: studies of the dataset), each study shown once, its annotated slice with the landmarks. The rarest cases
-    choose first; a study whose sacrum is cut off is the last choice for the other cases (the junction is hidden)."""
-    shows = {i: generate_study(np.random.default_rng([seed, i]), names).cases for i in range(n)}
+def hard_case_gallery(seed: int, n: int, names: tuple[str, ...] = config.LANDMARKS, tile: int = 320,
+                      style: str = "default") -> np.ndarray:
+    """A BGR grid with one study per hard case (study.style_cases(style)) among studies 0..n-1 of `seed` in `style`
+    (with the dataset's seed and style: studies of the dataset), each study shown once, its annotated slice with the
+    landmarks. The rarest cases choose first; a study whose sacrum is cut off is the last choice for the other cases
+    (the junction is hidden)."""
+    shows = {i: generate_study(np.random.default_rng([seed, i]), names, style).cases for i in range(n)}
     chosen: dict[str, int] = {}
-    for case in sorted(HARD_CASES, key=lambda c: sum(c in v for v in shows.values())):
+    cases = style_cases(style)
+    for case in sorted(cases, key=lambda c: sum(c in v for v in shows.values())):
         free = [i for i, v in shows.items() if case in v and i not in chosen.values()]
         free.sort(key=lambda i: case != "sacrum cut" and "sacrum cut" in shows[i])
         if free:
@@ -66,8 +69,8 @@ def hard_case_gallery(seed: int, n: int, names: tuple[str, ...] = config.LANDMAR
         raise DataError(f"synth: no hard case among the first {n} studies of seed {seed}")
     colors = landmark_colors(names)
     tiles, captions = [], []
-    for case in [c for c in HARD_CASES if c in chosen]:
-        study = generate_study(np.random.default_rng([seed, chosen[case]]), names)
+    for case in [c for c in cases if c in chosen]:
+        study = generate_study(np.random.default_rng([seed, chosen[case]]), names, style)
         h, w = study.image.shape
         tiles.append(draw_points(to_bgr(study.image), study.landmarks, colors))
         captions.append(f"{case}: study{chosen[case]} {w}x{h}")

@@ -5,6 +5,11 @@
     spine       the sagittal spine: vertebral bodies, discs, sacrum, canal and posterior elements
     mri         rendering and acquisition: tissue values, texture, k-space, bias field, noise
     study       one study: matrix, spacing, field of view, series and the annotated landmarks
+    randomize   the randomized style's study (SynthSeg-like): slab and scoliotic roll, mixed landmarks; with
+                randomize_anatomy (wider subject, extra structures, elastic deformation) and randomize_mri
+                (every tissue value and the acquisition drawn per study); the unseen style (a yardstick for
+                benchmarks/bench_styles.py, never trained on) is the same generator with a thick slice, a T1-like
+                contrast, low resolution and a strong bias field fixed
     tianchi     the spinal disease challenge's DICOM + annotation JSON layout (data.format tianchi)
     rsna2024    the RSNA 2024 layout (CSVs and DICOM folders)
 

@@ -23,11 +23,17 @@ _MATRICES = ((256, 0.06), (320, 0.12), (384, 0.28), (448, 0.14), (512, 0.2), (57
 _TOP_LEVEL = "T6"  # the highest body centre a field of view may reach (the drawn spine starts at T5)
 _MAX_SPACING = 1.1  # mm: coarser pixels only on the smallest matrices of the largest fields of view
 # default: as varied as real lumbar series; target: a small set in another style, every series fat-suppressed
-# (STIR-like) and the lumbosacral junctions steeper (the pretraining measurement's target domain)
+# (STIR-like) and the lumbosacral junctions steeper (the pretraining measurement's target domain); randomized: every
+# tissue value, the acquisition and more anatomy drawn per study (its own draws, in randomize.py); unseen: the
+# randomized generator with a thick slice, a T1-like contrast, low resolution and a strong bias field fixed, for
+# judging only (benchmarks/bench_styles.py): no training set should use it
 STYLES = {"default": {"stir": 0.12, "lordosis": phantom.LORDOSIS_MEDIAN},
-          "target": {"stir": 1.0, "lordosis": 2.0}}
+          "target": {"stir": 1.0, "lordosis": 2.0}, "randomized": {}, "unseen": {}}
 HARD_CASES = ("steep junction", "sacralised L5", "lumbarised S1", "view to T8", "sacrum cut", "spine in upper half",
               "small spine", "matrix over 700", "non-square", "STIR-like", "wrap-around", "motion", "dark")
+RANDOMIZED_CASES = ("inverted", "T1-like", "random contrast", "thick slice", "scoliotic roll", "low resolution",
+                    "ringing", "strong bias", "collapsed disc", "Modic", "osteophytes", "herniation", "ribs",
+                    "iliac crest", "strong warp")  # shown by randomized and unseen studies only, besides HARD_CASES
 _P_WRAP = 0.08
 _DESCRIPTIONS = {"t2sag": ("T2_TSE_SAG", "t2_tse_sag", "SAG T2 FSE", "T2_TSE_SAG_384"),
                  "t1sag": ("T1_TSE_SAG", "t1_tse_sag", "SAG T1 FSE"), "t2ax": ("T2_TSE_TRA", "t2_tse_tra", "AX T2 FSE")}
@@ -59,12 +65,17 @@ class SynthStudy:
     extra: dict[str, tuple[np.ndarray, str]]  # other points of the drawn anatomy (e.g. T11-T12) and their tags
     images: list[SynthImage]
     annotated: int  # index of the annotated slice in `images`
-    cases: tuple[str, ...] = ()  # the hard cases this study shows (HARD_CASES)
+    cases: tuple[str, ...] = ()  # the hard cases this study shows (HARD_CASES, and RANDOMIZED_CASES)
 
 
 def check_style(style: str) -> None:
     if style not in STYLES:
         raise ParamError(f"synth style: unknown style {style!r}; known: {', '.join(STYLES)}")
+
+
+def style_cases(style: str) -> tuple[str, ...]:
+    """The cases a style's studies can show (SynthStudy.cases)."""
+    return HARD_CASES + (RANDOMIZED_CASES if style in ("randomized", "unseen") else ())
 
 
 def check_names(names: tuple[str, ...]) -> None:
@@ -137,6 +148,11 @@ def generate_study(rng: np.random.Generator, names: tuple[str, ...] = config.LAN
     names = tuple(names)
     check_names(names)
     check_style(style)
+    if style in ("randomized", "unseen"):  # their own draws; the other styles' below stay as they were
+        from lmfusion.data.synth import randomize
+
+        draws = randomize.UNSEEN if style == "unseen" else randomize.RANDOMIZED
+        return randomize.generate_randomized(rng, names, draws)
     p = phantom.sample_patient(rng, STYLES[style]["lordosis"])
     mid = phantom_spine.build_sagittal(p, 0.0)
     pts = np.array([mid.points[n] for n in names])

@@ -10,7 +10,7 @@ from pydicom.uid import generate_uid
 
 from lmfusion import config
 from lmfusion.data.dicom import write_dicom
-from lmfusion.data.synth.study import HARD_CASES, SynthStudy, check_names, check_style, generate_study
+from lmfusion.data.synth.study import SynthStudy, check_names, check_style, generate_study, style_cases
 from lmfusion.errors import DataError, ParamError
 from lmfusion.io import atomic_path, write_json
 
@@ -65,7 +65,7 @@ def write_dataset(out: Path, n: int, seed: int, names: tuple[str, ...] = config.
     """Write `n` synthetic studies in the challenge's layout under `out` (which must not exist or be empty).
 
     Study i is drawn from `np.random.default_rng([seed, i])`, so it does not depend on `n`. Returns a summary:
-    counts, the largest matrix and how many studies show each hard case (study.HARD_CASES).
+    counts, the largest matrix and how many studies show each hard case (study.style_cases).
     """
     out = Path(out)
     names = tuple(names)
@@ -76,7 +76,7 @@ def write_dataset(out: Path, n: int, seed: int, names: tuple[str, ...] = config.
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"{out}: exists and is not an empty folder (nothing is overwritten)")
     records: dict[str, list[dict]] = {name: [] for name, _ in SPLITS}
-    images, largest, cases = 0, 0, dict.fromkeys(HARD_CASES, 0)
+    images, largest, cases = 0, 0, dict.fromkeys(style_cases(style), 0)
     with atomic_path(out, is_dir=True) as tmp:
         for i in range(n):
             rng = np.random.default_rng([seed, i])
