@@ -2,11 +2,12 @@
 also logged to MLflow.
 
     python stages/report.py PREPARED_DIR OUTPUTS_DIR DECODER_JSON EVAL_PLOTS_DIR RUN_JSON METRICS_DIR OUT_DIR
-        [--params params.yaml] [--finetune DIR] [--experiments CSV]
+        [--params params.yaml] [--finetune DIR] [--experiments CSV] [--styles DIR]
 
 With --finetune, the report also shows DIR/finetune.json and DIR/finetune_curves.png when they exist
 (benchmarks/bench_finetune.py: scratch against fine-tuned on a small target set); with --experiments, the table of
-experiments/level_identification.py's CSV when it exists.
+experiments/level_identification.py's CSV when it exists; with --styles, DIR/styles.json's table when it exists
+(benchmarks/bench_styles.py: trained pipelines on held-out studies of every synthetic style).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def main() -> None:
         ap.add_argument(name)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--finetune", type=Path, help="folder of benchmarks/bench_finetune.py's results")
+    ap.add_argument("--styles", type=Path, help="folder of benchmarks/bench_styles.py's results")
     ap.add_argument("--experiments", type=Path, help="experiments/level_identification.py's CSV")
     args = ap.parse_args()
     p = load_params(args.params, ("base", "fusion", "evaluate", "report"))
@@ -63,7 +65,9 @@ def main() -> None:
         chain_example=(Path(args.eval_plots) / "chain_example.png").exists(),
         finetune=_read_json(args.finetune / "finetune.json") if args.finetune and (
             args.finetune / "finetune.json").exists() else None,
-        experiments=_read_csv(args.experiments) if args.experiments and args.experiments.exists() else None)
+        experiments=_read_csv(args.experiments) if args.experiments and args.experiments.exists() else None,
+        styles=_read_json(args.styles / "styles.json") if args.styles and (args.styles / "styles.json").exists()
+        else None)
     data = load_prepared(args.prepared, names)
     val, test = load_split(args.outputs, "val", data), load_split(args.outputs, "test", data)
     auto = inputs.sigma_hm if fcfg.sigma == "auto" else None

@@ -16,6 +16,7 @@ from lmfusion.decoding import METHODS, LandmarkDecoder
 from lmfusion.evaluation import SplitOutputs, decode_split
 from lmfusion.markdown import fmt, pct, table
 from lmfusion.report_benchmarks import experiments_section, finetune_section
+from lmfusion.report_styles import styles_section
 
 FIGURES = (
     ("sdr_curve.png", "Success detection rate against radius on the test split, one line per method."),
@@ -111,6 +112,7 @@ class ReportInputs:
     sigma_hm: np.ndarray  # (K,) the decoder's prior sigma
     chain_example: bool = False  # the evaluate stage drew a study the chain fixed (chain_example.png)
     finetune: dict | None = None  # benchmarks/bench_finetune.py's finetune.json, when it has been run
+    styles: dict | None = None  # benchmarks/bench_styles.py's styles.json, when it has been run
     experiments: list[dict] | None = None  # experiments/level_identification.csv's rows, when collected
 
 
@@ -126,6 +128,7 @@ def render(r: ReportInputs, *, sweep: list[dict], models: list[dict], figures: S
     lines += _prior_section(r) + _chain_section(r) + _models_section(models, r.radius) + _training_section(r.trains)
     lines += experiments_section(r.experiments, r.radius) if r.experiments else []
     lines += finetune_section(r.finetune) if r.finetune else []
+    lines += styles_section(r.styles) if r.styles else []
     return "\n".join(lines) + "\n"
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 STYLE_NOTES = {"default": "as varied as real series", "target": "STIR-like, steep junctions",
                "randomized": "every contrast and acquisition drawn", "unseen": "T1-like, low resolution, thick slice, "
                                                                                "strong bias; never trained on"}
-OTHER_METHODS = ("chain", "fused", "argmax")
+OTHER_METHODS = ("chain", "gated", "fused", "argmax")
 
 
 def _count(k: int, n: int) -> str:
@@ -27,12 +27,16 @@ def styles_table(styles: dict) -> list[str]:
     header = ["pipeline", "style", "best method", f"studies identified (all within {r})", "level-shifted studies",
               f"SDR {r}", *[f"{m} identified" for m in OTHER_METHODS]]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    shown = [m for m in OTHER_METHODS if all(m in methods for p in styles["pipelines"].values()
+                                             for methods in p["styles"].values())]
+    header = header[:6] + [f"{m} identified" for m in shown]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for label, p in styles["pipelines"].items():
         best = p["best_method"]
         for style, methods in p["styles"].items():
             b = methods[best]
             cells = [label, style, best, _count(b["identified"], n), str(b["level_shifted"]),
-                     f"{100 * b['sdr']:.1f}%", *[_count(methods[m]["identified"], n) for m in OTHER_METHODS]]
+                     f"{100 * b['sdr']:.1f}%", *[_count(methods[m]["identified"], n) for m in shown]]
             lines.append("| " + " | ".join(cells) + " |")
     return lines
 
