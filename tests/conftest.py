@@ -74,7 +74,7 @@ def make_pipeline_repo(root: Path, params: dict, n_studies: int = 14, fmt: str =
     root.mkdir(parents=True, exist_ok=True)
     for name in ("dvc.yaml", ".dvcignore", ".gitignore", "params.yaml"):
         shutil.copy(REPO / name, root / name)
-    for name in ("stages", "src", "benchmarks/finetune", "experiments"):
+    for name in ("stages", "src", "benchmarks/finetune", "benchmarks/styles", "experiments"):
         shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     for ignore in (REPO / "models" / "pretrained").glob("*/.gitignore"):  # the folders training depends on
         (root / ignore.relative_to(REPO)).parent.mkdir(parents=True)
