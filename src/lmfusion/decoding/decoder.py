@@ -158,8 +158,8 @@ class LandmarkDecoder:
 
     def gate(self, hm: np.ndarray) -> np.ndarray:
         """(S, K) where "gated" uses the fusion prior on (S, K, H, W) float32 maps: an ambiguous heatmap."""
-        if np.isinf(self.gate_ratio):
-            return np.zeros(hm.shape[:2], bool)
+        if np.isinf(self.gate_ratio) or self.gate_ratio <= 0:  # never or always: no peaks to search
+            return np.full(hm.shape[:2], self.gate_ratio <= 0)
         return peaks.rival_ratio(hm, self.gate_sep, self.min_product) >= self.gate_ratio
 
     def replace(self, **changes: Any) -> LandmarkDecoder:
