@@ -20,8 +20,8 @@ from lmfusion.config.decoding import ChainConfig, FusionConfig
 from lmfusion.coords import radial_mm
 from lmfusion.decoding.chain import (COV_REG, ChainModel, ChainSettings, candidates, chain_length, checked_inputs,
                                      pair_terms, scan_peaks, take, unary_scores, viterbi)
-from lmfusion.decoding.decoder import Decoded, LandmarkDecoder
 from lmfusion.decoding import peaks
+from lmfusion.decoding.decoder import Decoded, LandmarkDecoder
 from lmfusion.decoding.fusion import fuse
 from lmfusion.errors import DataError, ParamError
 
@@ -220,11 +220,11 @@ def fit_gate(heatmaps_val: np.ndarray, xy_reg_val_hm: np.ndarray, xy_true_val_hm
     if len(heatmaps) == 0:
         raise DataError("the gate of the method gated is fitted on the validation split; it must hold studies")
     fused = fuse(heatmaps, xy_reg_val_hm, sigma_hm, min_product).xy_hm  # (N, K, 2)
-    top = np.concatenate([peaks.argmax(hm)[0] for _, hm in peaks.chunks(heatmaps)])  # (N, K, 2)
-    ratio = np.concatenate([peaks.rival_ratio(hm, sep, min_product) for _, hm in peaks.chunks(heatmaps)])  # (N, K)
+    scans = [(peaks.argmax(hm)[0], peaks.rival_ratio(hm, sep, min_product)) for _, hm in peaks.chunks(heatmaps)]
+    top, ratio = (np.concatenate(part) for part in zip(*scans, strict=True))  # (N, K, 2), (N, K): one cast per chunk
     table, keys = [], []
-    candidates = [*sorted({float(r) for r in ratios}), np.inf]
-    for r in candidates:
+    gates = [*sorted({float(r) for r in ratios}), np.inf]
+    for r in gates:
         used = ratio >= r
         err = radial_mm(np.where(used[..., None], fused, top), xy_true, mm_per_hm_px)  # (N, K)
         ident, rate = float(metrics.study_identified(err, radius_mm).mean()), float(np.mean(err <= radius_mm))
@@ -235,7 +235,7 @@ def fit_gate(heatmaps_val: np.ndarray, xy_reg_val_hm: np.ndarray, xy_true_val_hm
         keys.append((-ident, -rate))
     best = min(range(len(keys)), key=keys.__getitem__)  # min keeps the earliest on ties
     table[best]["chosen"] = True
-    return candidates[best], table
+    return gates[best], table
 
 
 def regressor_reliability(xy_reg_hm: np.ndarray, xy_true_hm: np.ndarray, mm_per_hm_px: np.ndarray,
