@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -32,7 +34,7 @@ import numpy as np
 from lmfusion import metrics
 from lmfusion.api import LandmarkPredictor
 from lmfusion.config import LANDMARKS, load_params
-from lmfusion.data.synth import generate_study
+from lmfusion.data.synth.parallel import annotated_slice, map_ordered
 from lmfusion.decoding import METHODS
 from lmfusion.errors import DataError
 from lmfusion.io import atomic_path, write_json
@@ -68,10 +70,10 @@ def _code_digest() -> str:
 
 
 def _draw(style: str, seed: int, n: int) -> HeldOut:
-    studies = [generate_study(np.random.default_rng([seed, i]), LANDMARKS, style) for i in range(n)]
-    return HeldOut([st.image for st in studies], np.array([st.images[st.annotated].rescale for st in studies]),
-                   np.array([st.landmarks for st in studies], np.float64),
-                   np.array([st.spacing for st in studies], np.float64))
+    """Studies 0..n-1 of `seed`, drawn by one process per CPU (each study from its own seed: the same set)."""
+    jobs = [(style, seed, i, LANDMARKS) for i in range(n)]
+    image, rescale, landmarks, spacing = zip(*map_ordered(annotated_slice, jobs, os.cpu_count() or 1))
+    return HeldOut(list(image), np.array(rescale), np.array(landmarks, np.float64), np.array(spacing, np.float64))
 
 
 def held_out_set(style: str, seed: int, n: int, work: Path) -> HeldOut:
@@ -145,6 +147,19 @@ def run_benchmark(pipelines: dict[str, Path], styles: list[str], n: int, work: P
     return out
 
 
+def keep_others(result: dict, path: Path) -> dict:
+    """`result` with the pipelines of the styles.json at `path` that it did not measure, listed first; a file
+    measured with other settings (n, styles) stops with one line naming it."""
+    if not path.is_file():
+        return result
+    old = json.loads(path.read_text())
+    if old.get("settings") != result["settings"]:
+        raise DataError(f"{path}: measured with other settings ({old.get('settings')}); rerun without --keep or "
+                        f"with the same --n and --styles")
+    kept = {k: v for k, v in old.get("pipelines", {}).items() if k not in result["pipelines"]}
+    return {**result, "pipelines": {**kept, **result["pipelines"]}}
+
+
 @stage_main
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -154,12 +169,16 @@ def main() -> None:
     ap.add_argument("--styles", default=",".join(SEEDS), help="comma-separated styles (default: all four)")
     ap.add_argument("--work", default="build/bench_styles", help="cache of the drawn sets")
     ap.add_argument("--out", default="benchmarks/styles")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the other pipelines already in OUT/styles.json (measured with the same n and styles)")
     args = ap.parse_args()
     if args.n < 1:
         raise DataError(f"--n: must be >= 1, got {args.n}")
     pipelines = dict(parse_pipeline(spec) for spec in (args.pipeline or ["default=."]))
     result = run_benchmark(pipelines, [s for s in args.styles.split(",") if s], args.n, Path(args.work))
     out = Path(args.out)
+    if args.keep:
+        result = keep_others(result, out / "styles.json")
     write_json(out / "styles.json", result)
     text = "\n".join(styles_section(result)) + "\n"
     with atomic_path(out / "styles.md") as tmp:

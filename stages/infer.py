@@ -3,7 +3,8 @@
     python stages/infer.py PREPARED_DIR REGRESSOR_DIR HEATMAP_DIR OUT_DIR [--params params.yaml]
 
 Writes OUT_DIR/<split>.npz with rows (indices into the prepared data), coords_norm (N, K, 2) float32 and heatmaps
-(N, K, H, W) float16 probabilities, and OUT_DIR/networks.json with the two models' metas (so the stages after this
+(N, K, H, W) float16 probabilities (K + 1 maps, the sacrum map last, from a U-Net trained with
+train_unet.sacrum_channel), and OUT_DIR/networks.json with the two models' metas (so the stages after this
 one link the training runs without loading torch).
 """
 

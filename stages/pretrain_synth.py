@@ -9,6 +9,7 @@ Reads params section pretrain (n, seed, style). Writes OUT_DIR (`lmfusion synth 
 from __future__ import annotations
 
 import argparse
+import os
 
 from lmfusion.config import LANDMARKS, load_params
 from lmfusion.data import synth
@@ -31,7 +32,8 @@ def main() -> None:
         check_style(cfg.style)
     except ParamError as e:
         raise ParamError(f"param pretrain.style: {str(e).split(': ', 1)[1]}") from None
-    summary = synth.write_dataset(args.out_dir, n=cfg.n, seed=cfg.seed, names=LANDMARKS, style=cfg.style)
+    summary = synth.write_dataset(args.out_dir, n=cfg.n, seed=cfg.seed, names=LANDMARKS, style=cfg.style,
+                                  workers=os.cpu_count() or 1)  # the same files for any count
     write_png(args.montage_png, challenge_montage(args.out_dir, count=16, names=LANDMARKS))
     print(f"wrote {cfg.n} synthetic studies (seed {cfg.seed}, style {cfg.style}) to {args.out_dir}: "
           f"{summary['images']} images, {summary['bytes'] / 2**20:.0f} MiB")

@@ -32,6 +32,22 @@ TINY_PARAMS = {
 }
 
 
+def load_benchmark(name: str):
+    """benchmarks/<name>.py as a module (its siblings importable while it loads; registered in sys.modules, as a
+    dataclass defined in it looks its module up)."""
+    import importlib.util
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+
+
 def run(cmd: list[str] | str, cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
     """Run a command with the test environment's binaries first on PATH; fail with its output on error."""
     full_env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **(env or {})}

@@ -3,7 +3,6 @@ the JSON and learning curves the report shows."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import TINY_PARAMS, deep_update
+from conftest import TINY_PARAMS, deep_update, load_benchmark
 from lmfusion import report
 from lmfusion.config import LANDMARKS
 from lmfusion.errors import DataError
@@ -40,10 +39,7 @@ def _pretrained(root: Path, p: dict, seed: int = 0) -> None:
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_finetune", REPO / "benchmarks" / "bench_finetune.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_finetune")
 
 
 @pytest.mark.parametrize("spec", ["freeze3", "scratch:lr=1", "x:lr", "x:spine.lr=1", "x:"])

@@ -3,12 +3,11 @@ with the given splits (the training and evaluation it runs are the pipeline's ow
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 
+from conftest import load_benchmark
 from lmfusion.config import LANDMARKS
 from lmfusion.data.readers import read_dataset
 
@@ -16,14 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _bench():
-    sys.path.insert(0, str(REPO / "benchmarks"))  # bench_fusion imports its sibling bench_finetune
-    try:
-        spec = importlib.util.spec_from_file_location("bench_fusion", REPO / "benchmarks" / "bench_fusion.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
+    return load_benchmark("bench_fusion")
 
 
 def test_the_hard_set_is_cropped_around_every_landmark_and_read_back_with_its_splits(tmp_path: Path) -> None:

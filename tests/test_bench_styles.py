@@ -4,7 +4,6 @@ LandmarkPredictor.predict decodes, one table row per style)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -15,9 +14,10 @@ import pytest
 import torch
 import yaml
 
-from conftest import TINY_PARAMS, deep_update
+from conftest import TINY_PARAMS, deep_update, load_benchmark
 from lmfusion import metrics
 from lmfusion.config import LANDMARKS
+from lmfusion.data.synth import generate_study
 from lmfusion.decoding import METHODS, LandmarkDecoder
 from lmfusion.errors import DataError
 from lmfusion.io import write_json
@@ -28,11 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_styles", REPO / "benchmarks" / "bench_styles.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass looks its module up while being defined
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_styles")
 
 
 def test_seeds_are_one_per_style_and_none_a_training_sets() -> None:
@@ -102,7 +98,7 @@ def test_a_tiny_pipeline_is_judged_on_every_style_as_predict_decodes(tiny: Path,
     again = bench.held_out_set("unseen", bench.SEEDS["unseen"], 1, work)
     assert [a.tobytes() for a in again.images] == [a.tobytes() for a in held.images]
     np.testing.assert_array_equal(again.truth, held.truth)
-    st = bench.generate_study(np.random.default_rng([104, 0]), LANDMARKS, "unseen")  # as lmfusion synth draws it
+    st = generate_study(np.random.default_rng([104, 0]), LANDMARKS, "unseen")  # as lmfusion synth draws it
     np.testing.assert_array_equal(held.stored[0], st.image)
     np.testing.assert_array_equal(held.truth[0], st.landmarks)
     with pytest.raises(DataError, match="^--styles: unknown style 'stir'; known: default, target, randomized, "

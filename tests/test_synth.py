@@ -44,6 +44,8 @@ def test_same_seed_same_bytes_other_seed_differs(dataset: Path, tmp_path: Path) 
     a, b = _files(dataset), _files(tmp_path / "again")
     assert a.keys() == b.keys() and len(a) == 5 * N + 1
     assert all(a[k] == b[k] for k in a)
+    synth.write_dataset(tmp_path / "spawned", n=N, seed=SEED, workers=2)  # drawn in two processes: the same bytes
+    assert _files(tmp_path / "spawned") == a
     synth.write_dataset(tmp_path / "other", n=1, seed=SEED + 1)
     c = _files(tmp_path / "other")
     assert c["lumbar_train150_annotation.json"] != a["lumbar_train150_annotation.json"]
@@ -131,6 +133,8 @@ def test_other_names_and_bad_input(tmp_path: Path) -> None:
         synth.generate_study(np.random.default_rng(0), names=("L1", "S9"))
     with pytest.raises(ParamError, match="n"):
         synth.write_dataset(tmp_path / "none", n=0, seed=0)
+    with pytest.raises(ParamError, match="workers"):
+        synth.write_dataset(tmp_path / "none", n=1, seed=0, workers=0)
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("x")
     with pytest.raises(DataError, match="not an empty folder"):

@@ -39,7 +39,8 @@ def _synth(args: argparse.Namespace) -> int:
     else:
         from lmfusion.figures.synth import challenge_montage
 
-        summary = synth.write_dataset(out, n=args.n, seed=args.seed, names=LANDMARKS, style=args.style)
+        summary = synth.write_dataset(out, n=args.n, seed=args.seed, names=LANDMARKS, style=args.style,
+                                      workers=args.workers)
         montage = (lambda: challenge_montage(out, count=16, names=LANDMARKS))  # noqa: E731
     if args.montage:
         write_png(args.montage, montage())
@@ -84,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "and more anatomy drawn per study, SynthSeg-like domain randomization) or unseen (T1-like, low "
                         "resolution, thick slice, strong bias field: for judging only, never for training, see "
                         "benchmarks/bench_styles.py); also for --gallery")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes drawing studies at once (the tianchi layout; the files do not depend on it)")
     p.add_argument("--montage", help="also write a PNG montage of 16 studies with their landmarks")
     p.add_argument("--gallery", help="instead of a dataset, a PNG with one study per hard case (the first of the n "
                                      "studies of --seed showing it: steep junction, transitional vertebra, ...)")

@@ -19,6 +19,7 @@ from lmfusion.config.decoding import EvaluateConfig
 from lmfusion.coords import from_norm, rescale
 from lmfusion.data.prepared import Prepared
 from lmfusion.decoding import METHODS, Decoded, LandmarkDecoder
+from lmfusion.decoding.decoder import split_maps
 from lmfusion.errors import DataError
 
 
@@ -32,6 +33,7 @@ class SplitOutputs:
     truth: np.ndarray  # (N, K, 2) original pixels
     sizes: np.ndarray  # (N, 2) original (width, height)
     spacing: np.ndarray  # (N, 2) mm per original pixel
+    anchor: np.ndarray | None = None  # (N, H, W) the U-Net's sacrum map, where it was trained with one
 
     @property
     def hm_shape(self) -> tuple[int, int]:
@@ -61,8 +63,9 @@ def load_split(predictions_dir: str | os.PathLike, split: str, data: Prepared) -
         raise DataError(f"{path}: missing or unreadable predictions ({e}); run the infer stage") from None
     if len(rows) and rows.max() >= len(data.index):
         raise DataError(f"{path}: rows do not match the prepared data; rerun infer (dvc repro)")
+    heatmaps, anchor = split_maps(heatmaps, coords.shape[1])
     return SplitOutputs(rows=rows, coords_norm=coords, heatmaps=heatmaps, truth=data.landmarks[rows],
-                        sizes=data.sizes[rows], spacing=data.spacing[rows])
+                        sizes=data.sizes[rows], spacing=data.spacing[rows], anchor=anchor)
 
 
 def load_metas(outputs_dir: str | os.PathLike) -> dict[str, dict]:
@@ -104,7 +107,7 @@ def study_table(decoded: Decoded, split: SplitOutputs, studies: np.ndarray, radi
 
 
 def decode_split(split: SplitOutputs, decoder: LandmarkDecoder) -> Decoded:
-    return decoder.decode(split.coords_norm, split.heatmaps, split.sizes, split.spacing)
+    return decoder.decode(split.coords_norm, split.heatmaps, split.sizes, split.spacing, split.anchor)
 
 
 def method_metrics(decoded: Decoded, split: SplitOutputs, names: tuple[str, ...], cfg: EvaluateConfig) -> dict:

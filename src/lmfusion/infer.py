@@ -52,7 +52,8 @@ class Networks:
     def outputs(self, hm_images: np.ndarray, reg_images: np.ndarray, batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
         """Raw outputs for preprocessed uint8 images (N, S_u, S_u) and (N, S_r, S_r).
 
-        Returns coords_norm (N, K, 2) float32 and heatmaps (N, K, H, W) float16 probabilities (sigmoid); float16 is
+        Returns coords_norm (N, K, 2) float32 and heatmaps (N, K, H, W) float16 probabilities (sigmoid), (N, K + 1,
+        H, W) with the sacrum map last where the U-Net was trained with one (train_unet.sacrum_channel); float16 is
         the outputs' one precision, so cached and fresh outputs decode identically.
         """
         coords, heatmaps = [], []
@@ -60,6 +61,6 @@ class Networks:
             x_reg = to_input(reg_images[i:i + batch_size]).to(self.device)  # (n, 1, S_r, S_r)
             x_hm = to_input(hm_images[i:i + batch_size]).to(self.device)  # (n, 1, S_u, S_u)
             coords.append(self.regressor(x_reg).float().cpu().numpy())  # (n, K, 2)
-            logits = self.heatmap_net(x_hm)[:, :len(self.names)]  # auxiliary maps (the sacrum anchor) dropped
+            logits = self.heatmap_net(x_hm)[:, :len(self.names) + 1]  # the K maps, and the sacrum map if trained
             heatmaps.append(torch.sigmoid(logits.float()).cpu().numpy().astype(np.float16))
         return np.concatenate(coords).astype(np.float32), np.concatenate(heatmaps)

@@ -219,6 +219,8 @@ def _chain_section(r: ReportInputs) -> list[str]:
     flag = r.evaluate["level_flag"]
     rate = lambda s, k: pct(flag[s][k]) if flag[s][k] is not None else "n/a"  # noqa: E731
     grid = r.fitted["fit"]["chain"]["candidates"]
+    ends = {row.get("end_node") for row in grid if row["mode"] == "chain"}
+    end_note = " (tried on the validation split, with and without)" if ends == {False, True} else ""
     lines = ["## The chain decode", "",
              "The 11 landmarks chosen jointly: candidates are each channel's top heatmap peaks and the regressed "
              "point; a configuration scores the log heatmap plus a weight times the log fusion prior at each "
@@ -229,7 +231,8 @@ def _chain_section(r: ReportInputs) -> list[str]:
              f"{settings['pairwise_weight']}, {settings['n_candidates']} peaks per landmark, lending "
              f"{'off' if settings['lend_penalty'] is None else settings['lend_penalty']}, regressed candidate "
              f"{'trusted by its measured reliability' if settings.get('trust_regressor') else 'as its heatmap value'}"
-             ".", "",
+             f", end node (the S1 body from the sacrum map) {'on' if settings.get('end_node') else 'off'}"
+             f"{end_note}.", "",
              f"Steps between consecutive landmarks on the training split ({unit}; x right, y down):", "",
              table(["step", "mean x", "mean y", "SD x", "SD y"], rows), "",
              "Level confidence: the margin between the best chain and the best chain sharing none of its positions; "

@@ -49,6 +49,9 @@ class ChainConfig:
     # the regressed candidate scores at least the regressor's val reliability x the channel's top peak: auto
     # (fitted on val, with and without), true or false
     trust_regressor: Union[bool, Literal["auto"]] = "auto"
+    # the S1 body (the U-Net's sacrum map, train_unet.sacrum_channel) as one more node below the last landmark: auto
+    # (fitted on val, with and without, where the U-Net has the map), true or false
+    end_node: Union[bool, Literal["auto"]] = "auto"
 
     def validate(self, s: str) -> None:
         for k in ("prior_weight", "pairwise_weight", "margin_threshold"):
@@ -72,7 +75,8 @@ class ChainConfig:
                 "pairwise_weights": pick(self.pairwise_weight, self.pairwise_weights),
                 "candidate_counts": pick(self.candidates, self.candidate_counts),
                 "lend_penalties": (self.lend_penalty,),
-                "trusts": (False, True) if self.trust_regressor == "auto" else (self.trust_regressor,)}
+                "trusts": (False, True) if self.trust_regressor == "auto" else (self.trust_regressor,),
+                "end_nodes": (False, True) if self.end_node == "auto" else (self.end_node,)}
 
 
 @dataclass(frozen=True)

@@ -89,7 +89,7 @@ class PretrainConfig:
     sets: tuple[Literal["synthetic"], ...] = ()
     n: int = 1000
     seed: int = 1  # the generator's seed (the default data/ are seed 0)
-    style: str = "default"  # lmfusion synth --style
+    style: str = "randomized"  # lmfusion synth --style
     val_size: int = 100
 
     def validate(self, s: str) -> None:
@@ -115,5 +115,5 @@ class PretrainXceptionConfig(TrainConfig):
 class PretrainUnetConfig(PretrainXceptionConfig):
     """The U-Net's pretraining schedule (its architecture is train_unet's)."""
 
-    epochs: int = 25
+    epochs: int = 30
     lr: float = 1e-3

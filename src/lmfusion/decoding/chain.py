@@ -7,6 +7,11 @@ one) and optionally the peaks of k - 2 and k + 2 (same kind, a level up and down
 heatmap + prior_weight x log fusion prior; pairwise (k, k + 1): pairwise_weight x the Gaussian log-density, up to a
 constant, of their step under a ChainModel fitted on the training split's ground truth.
 
+The end node (`ChainSettings.end_node`, with a U-Net trained with `train_unet.sacrum_channel`): one more node below
+the last landmark, the S1 body, whose candidates are the sacrum map's peaks and the point extrapolated from the
+regressed chain (lmfusion.anatomy.sacrum_anchor), tied to the last landmark by the model's end step. A chain that
+ends one level high must then put the S1 body where a disc or L5 is, which the sacrum map does not show.
+
 Legend: N studies, K landmarks (top to bottom), M candidates per landmark, H x W heatmap pixels; (x, y) in heatmap
 pixels (`_hm`); mm_per_hm_px (N, 2). Pure numpy; studies are independent; ties go to the lowest candidate index.
 """
@@ -17,48 +22,14 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from lmfusion.anatomy import sacrum_anchor
 from lmfusion.decoding import peaks
+from lmfusion.decoding.chain_model import COV_REG, UNITS, ChainModel, chain_length  # noqa: F401 (re-exported)
 from lmfusion.decoding.fusion import sigma_vector
 from lmfusion.errors import DataError, ParamError
 
 MODES = ("chain", "fused", "argmax")
-UNITS = ("mm", "spine")
 EPS = 1e-6  # heatmap floor before the log: a channel without mass costs a finite log(1e-6), not -inf
-COV_REG = 0.05  # added variance (COV_REG x mean step)^2: a degenerate fit (one study) stays invertible
-
-
-@dataclass(frozen=True)
-class ChainModel:
-    """Gaussian model of the step k -> k + 1 between consecutive landmarks, in `unit`: "mm", or "spine" (mm divided
-    by the chain length, first to last landmark in mm: the truth's when fitting, the regressed chain's at decode)."""
-
-    mean: np.ndarray  # (K-1, 2)
-    cov: np.ndarray  # (K-1, 2, 2), regularised
-    unit: str = "mm"
-
-    def __post_init__(self) -> None:
-        mean, cov = np.asarray(self.mean, np.float64), np.asarray(self.cov, np.float64)
-        if self.unit not in UNITS:
-            raise ParamError(f"chain model unit: expected one of {UNITS}, got {self.unit!r}")
-        if mean.ndim != 2 or mean.shape[1] != 2 or cov.shape != (len(mean), 2, 2) or not np.isfinite(cov).all():
-            raise DataError(f"chain model: expected mean (K-1, 2), finite cov (K-1, 2, 2); got {mean.shape}, "
-                            f"{cov.shape}")
-        object.__setattr__(self, "mean", mean)  # frozen: the arrays are normalised once, here
-        object.__setattr__(self, "cov", cov)
-
-    @property
-    def precision(self) -> np.ndarray:
-        """(K-1, 2, 2) inverse covariances."""
-        return np.linalg.inv(self.cov)
-
-    def to_dict(self) -> dict:
-        return {"unit": self.unit, "mean": self.mean.tolist(), "cov": self.cov.tolist()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> ChainModel:
-        if set(d) != {"unit", "mean", "cov"}:
-            raise DataError(f"chain model: expected keys unit, mean, cov, got {sorted(d)}")
-        return cls(mean=np.asarray(d["mean"], np.float64), cov=np.asarray(d["cov"], np.float64), unit=d["unit"])
 
 
 @dataclass(frozen=True)
@@ -73,6 +44,7 @@ class ChainSettings:
     lend_penalty: float | None = None  # subtracted from lent candidates' log score; None = no lending
     min_sep: float = 6.0  # heatmap px, about half the usual neighbour step: the margin's rival moves every landmark
     trust_regressor: bool = False  # the regressed candidate scores at least its measured reliability x the top peak
+    end_node: bool = False  # the S1 body, from the U-Net's sacrum map, is one more node below the last landmark
 
     def __post_init__(self) -> None:
         values = (self.prior_weight, self.pairwise_weight, self.min_sep, self.lend_penalty or 0.0)
@@ -115,11 +87,6 @@ class _Candidates:
     lent: np.ndarray  # (N, K, M) bool
 
 
-def chain_length(xy: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """(N,) mm from the first to the last landmark of (N, K, 2) points with (N, 2) mm per px."""
-    return np.linalg.norm((xy[:, -1] - xy[:, 0]) * scale, axis=-1)
-
-
 def scan_peaks(heatmaps: np.ndarray, xy_reg: np.ndarray, n: int, floor: float) -> _Scan:
     """Every channel's n strongest peaks and its value at the regressed point, chunk by chunk."""
     parts = [(*peaks.local_maxima(hm, n, floor), peaks.values_at(hm, xr))
@@ -150,6 +117,28 @@ def candidates(scan: _Scan, xy_reg: np.ndarray, n: int, lend: bool,
     xy, sub = np.where(empty[..., None], reg, xy), np.where(empty[..., None], reg, sub)
     log_hm = np.where(empty, -np.inf, np.log(np.maximum(val, EPS)))
     return _Candidates(xy, sub, log_hm, np.broadcast_to(np.concatenate(lent), log_hm.shape))
+
+
+def with_end_node(c: _Candidates, anchor: np.ndarray, xy_reg: np.ndarray, sigma: np.ndarray, n: int,
+                  floor: float) -> tuple[_Candidates, np.ndarray, np.ndarray]:
+    """The candidates, regressed points and sigmas of K + 1 nodes: the end node appended below the last landmark.
+
+    Its candidates are the n strongest peaks of the sacrum map `anchor` (N, H, W) and the point extrapolated from the
+    regressed chain (the S1 body as training drew it), padded to the landmarks' M with empty slots; its prior sigma
+    is the last landmark's.
+    """
+    xy_end = sacrum_anchor(xy_reg, range(xy_reg.shape[1]))  # (N, 2)
+    if xy_end is None:
+        raise DataError("chain end node: needs at least 3 landmarks")
+    xy_end = xy_end[:, None]  # (N, 1, 2)
+    e = candidates(scan_peaks(np.asarray(anchor)[:, None], xy_end, n, floor), xy_end, n, lend=False)
+    pad = c.xy.shape[2] - e.xy.shape[2]  # >= 0: the landmarks have n + 1 candidates, or more when lending
+    edge = ((0, 0), (0, 0), (0, pad))
+    joined = _Candidates(xy=np.concatenate([c.xy, np.pad(e.xy, (*edge, (0, 0)), mode="edge")], 1),
+                         xy_sub=np.concatenate([c.xy_sub, np.pad(e.xy_sub, (*edge, (0, 0)), mode="edge")], 1),
+                         log_hm=np.concatenate([c.log_hm, np.pad(e.log_hm, edge, constant_values=-np.inf)], 1),
+                         lent=np.concatenate([c.lent, np.zeros((*e.lent.shape[:2], c.lent.shape[2]), bool)], 1))
+    return joined, np.concatenate([xy_reg, xy_end], 1), np.append(sigma, sigma[-1])
 
 
 def unary_scores(c: _Candidates, xy_reg: np.ndarray, sigma: np.ndarray, prior_weight: float,
@@ -220,7 +209,7 @@ def checked_inputs(heatmaps: np.ndarray, xy_reg_hm: np.ndarray, mm_per_hm_px: np
 
 def decode(heatmaps: np.ndarray, xy_reg_hm: np.ndarray, mm_per_hm_px: np.ndarray, sigma_hm: np.ndarray,
            model: ChainModel, settings: ChainSettings, min_product: float,
-           reliability: np.ndarray | None = None) -> ChainResult:
+           reliability: np.ndarray | None = None, anchor: np.ndarray | None = None) -> ChainResult:
     """The joint DP's landmarks of every study, with its score and margin (`settings.mode` is the decoder's: the
     margin and the wrong-level flag come from the DP whichever answer the decoder gives).
 
@@ -230,13 +219,20 @@ def decode(heatmaps: np.ndarray, xy_reg_hm: np.ndarray, mm_per_hm_px: np.ndarray
         sigma_hm: (K,) or one fusion prior sigma in heatmap px (inf = flat).
         min_product: heatmap values below it are no peak.
         reliability: (K,) the regressor's measured reliability, used where settings.trust_regressor says so.
+        anchor: (N, H, W) the U-Net's sacrum map, needed where settings.end_node says so.
     """
     heatmaps, xy_reg, mm, sigma, length = checked_inputs(heatmaps, xy_reg_hm, mm_per_hm_px, sigma_hm, model)
-    n = settings.n_candidates
+    n, k = settings.n_candidates, heatmaps.shape[1]
     trust = reliability if settings.trust_regressor else None
     c = candidates(scan_peaks(heatmaps, xy_reg, n, min_product), xy_reg, n, settings.lend_penalty is not None, trust)
-    unary = unary_scores(c, xy_reg, sigma, settings.prior_weight, settings.lend_penalty)  # (N, K, M)
-    pair = settings.pairwise_weight * pair_terms(c.xy, mm, length, model)  # (N, K-1, M, M)
+    if settings.end_node:
+        if anchor is None or len(anchor) != len(xy_reg):
+            raise DataError("chain end node: needs the U-Net's sacrum map for every study (train_unet.sacrum_channel: "
+                            "true); refit the decoder without it (chain.end_node: false)")
+        c, xy_reg, sigma = with_end_node(c, anchor, xy_reg, sigma, n, min_product)
+        model = model.with_end()
+    unary = unary_scores(c, xy_reg, sigma, settings.prior_weight, settings.lend_penalty)  # (N, K', M)
+    pair = settings.pairwise_weight * pair_terms(c.xy, mm, length, model)  # (N, K'-1, M, M)
     idx, best = viterbi(unary, pair)
     margin = _margin(unary, pair, c.xy, idx, best, settings.min_sep)
-    return ChainResult(xy_hm=take(c.xy, idx), xy_sub_hm=take(c.xy_sub, idx), score=best, margin=margin)
+    return ChainResult(xy_hm=take(c.xy, idx)[:, :k], xy_sub_hm=take(c.xy_sub, idx)[:, :k], score=best, margin=margin)

@@ -95,20 +95,23 @@ class LandmarkDecoder:
     reliability: np.ndarray | None = None  # (K,) the regressor's share of val landmarks within the target radius
 
     def decode(self, coords_norm: np.ndarray, heatmaps: np.ndarray, sizes: np.ndarray,
-               spacing: np.ndarray | None = None) -> Decoded:
+               spacing: np.ndarray | None = None, anchor: np.ndarray | None = None) -> Decoded:
         """Every method's landmarks in the original images' pixels.
 
         Args:
             coords_norm: (N, K, 2) regressor outputs, 0..1.
-            heatmaps: (N, K, H, W) U-Net probabilities.
+            heatmaps: (N, K, H, W) U-Net probabilities, or (N, K + 1, H, W) with the sacrum map last (a U-Net
+                trained with train_unet.sacrum_channel).
             sizes: (N, 2) original (width, height).
             spacing: (N, 2) original mm per pixel; None: 1 mm (only the chain's displacement model uses it).
+            anchor: (N, H, W) the sacrum map, where heatmaps hold only the K landmarks' maps.
         """
-        heatmaps = np.asarray(heatmaps)
-        n, k, h, w = _check_4d(heatmaps).shape
+        heatmaps, extra = split_maps(_check_4d(np.asarray(heatmaps)), np.shape(coords_norm)[1])
+        anchor = extra if anchor is None else anchor
+        n, k, h, w = heatmaps.shape
         sizes = np.asarray(sizes, np.float64)
         spacing = np.ones((n, 2)) if spacing is None else np.asarray(spacing, np.float64)
-        in_hm = self.decode_hm(heatmaps, from_norm(coords_norm, w, h), spacing * sizes / np.array([w, h]))
+        in_hm = self.decode_hm(heatmaps, from_norm(coords_norm, w, h), spacing * sizes / np.array([w, h]), anchor)
         src = (np.float64(w), np.float64(h))
         dst = (sizes[:, None, 0], sizes[:, None, 1])
         xy = {m: rescale(in_hm.xy[m], src, dst) for m in METHODS}
@@ -116,14 +119,15 @@ class LandmarkDecoder:
         return Decoded(xy=xy, scores=scores, fallback=in_hm.fallback, margin=in_hm.margin,
                        level_uncertain=in_hm.margin < self.margin_threshold, prior_used=in_hm.prior_used)
 
-    def decode_hm(self, heatmaps: np.ndarray, xy_reg_hm: np.ndarray,
-                  mm_per_hm_px: np.ndarray | None = None) -> HeatmapDecoded:
+    def decode_hm(self, heatmaps: np.ndarray, xy_reg_hm: np.ndarray, mm_per_hm_px: np.ndarray | None = None,
+                  anchor: np.ndarray | None = None) -> HeatmapDecoded:
         """Every method in heatmap pixels, chunk by chunk (bounded memory for any N).
 
         Args:
             heatmaps: (N, K, H, W) probabilities.
             xy_reg_hm: (N, K, 2) regressed landmarks in heatmap pixels.
             mm_per_hm_px: (N, 2) mm per heatmap pixel for the chain's displacement model (None: 1 mm).
+            anchor: (N, H, W) the sacrum map, for the chain's end node (ChainSettings.end_node).
         """
         heatmaps = _check_4d(np.asarray(heatmaps))
         xy_reg_hm = np.asarray(xy_reg_hm, dtype=np.float64)
@@ -146,7 +150,7 @@ class LandmarkDecoder:
         if self.chain_model is not None:
             mm = np.ones((n, 2)) if mm_per_hm_px is None else mm_per_hm_px
             res = chain.decode(heatmaps, xy_reg_hm, mm, sigma, self.chain_model, self.chain, self.min_product,
-                               self.reliability)
+                               self.reliability, anchor)
             margin = res.margin
         if self.chain_model is None or self.chain.mode == "fused":
             xy["chain"], xy["chain_subpixel"] = xy["fused"], xy["fused_subpixel"]
@@ -187,6 +191,13 @@ class LandmarkDecoder:
                    best_method=raw.get("best_method", "fused"),
                    gate_ratio=float(raw.get("gate_ratio", "inf")), gate_sep=float(raw.get("gate_sep", 6.0)),
                    reliability=None if raw.get("reliability") is None else np.asarray(raw["reliability"], float))
+
+
+def split_maps(heatmaps: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """(N, K, H, W) landmark maps and the (N, H, W) sacrum map (None without one) of a U-Net's K or K + 1 maps."""
+    if heatmaps.ndim == 4 and heatmaps.shape[1] == k + 1:
+        return heatmaps[:, :k], heatmaps[:, k]
+    return heatmaps, None
 
 
 def _check_4d(heatmaps: np.ndarray) -> np.ndarray:

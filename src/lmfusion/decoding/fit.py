@@ -18,8 +18,9 @@ import numpy as np
 from lmfusion import metrics
 from lmfusion.config.decoding import ChainConfig, FusionConfig
 from lmfusion.coords import radial_mm
-from lmfusion.decoding.chain import (COV_REG, ChainModel, ChainSettings, candidates, chain_length, checked_inputs,
-                                     pair_terms, scan_peaks, take, unary_scores, viterbi)
+from lmfusion.decoding.chain import (ChainModel, ChainSettings, candidates, checked_inputs, pair_terms, scan_peaks,
+                                     take, unary_scores, viterbi, with_end_node)
+from lmfusion.decoding.chain_model import fit_chain_model  # noqa: F401 (re-exported: fit's public API)
 from lmfusion.decoding import peaks
 from lmfusion.decoding.decoder import Decoded, LandmarkDecoder
 from lmfusion.decoding.fusion import fuse
@@ -85,47 +86,27 @@ def auto_sigma(heatmaps_val: np.ndarray, xy_reg_val_hm: np.ndarray, xy_true_val_
     return candidates[best][1].copy(), table
 
 
-def fit_chain_model(xy: np.ndarray, spacing: np.ndarray, unit: str = "mm") -> ChainModel:
-    """Mean and covariance of each consecutive step, from the training split's ground truth.
-
-    Args:
-        xy: (N, K, 2) ground-truth landmarks in original pixels; NaN landmarks are left out of their steps.
-        spacing: (N, 2) mm per pixel in x and y.
-        unit: "mm" or "spine" (steps divided by the study's own ground-truth chain length).
-    """
-    xy, spacing = np.asarray(xy, np.float64), np.asarray(spacing, np.float64)
-    if xy.ndim != 3 or xy.shape[1] < 2 or xy.shape[2] != 2 or spacing.shape != (len(xy), 2):
-        raise DataError(f"chain model fit: expected (N, K >= 2, 2) landmarks and (N, 2) spacing, got {xy.shape}, "
-                        f"{spacing.shape}")
-    step = np.diff(xy, axis=1) * spacing[:, None]  # (N, K-1, 2) mm
-    if unit == "spine":
-        step = step / chain_length(xy, spacing)[:, None, None]
-    ok = np.isfinite(step).all(-1)  # (N, K-1)
-    count = ok.sum(0)
-    if np.any(count == 0):
-        raise DataError("chain model fit: a pair of consecutive landmarks has no study with both annotated")
-    mean = np.where(ok[..., None], step, 0).sum(0) / count[:, None]  # (K-1, 2)
-    r = np.where(ok[..., None], step - mean, 0)
-    cov = np.einsum("nki,nkj->kij", r, r) / count[:, None, None]  # (K-1, 2, 2)
-    reg = (COV_REG * np.linalg.norm(mean, axis=-1).mean()) ** 2
-    return ChainModel(mean=mean, cov=cov + (reg if reg > 0 else 1.0) * np.eye(2), unit=unit)
-
-
 def _grid(heatmaps: np.ndarray, xy_reg: np.ndarray, mm: np.ndarray, sigma: np.ndarray, length: np.ndarray,
           model: ChainModel, grid: dict, min_product: float, min_sep: float
           ) -> Iterator[tuple[ChainSettings, np.ndarray]]:
     """(settings, (N, K, 2) landmarks) for fused, argmax, then every chain grid point; one heatmap scan for all."""
     for mode, s in (("fused", sigma), ("argmax", np.full_like(sigma, np.inf))):
         yield ChainSettings(mode=mode, min_sep=min_sep), fuse(heatmaps, xy_reg, s, min_product).xy_hm
+    k = heatmaps.shape[1]
     scan = scan_peaks(heatmaps, xy_reg, max(grid["candidate_counts"]), min_product)
-    for n, lend, trust in itertools.product(grid["candidate_counts"], grid["lend_penalties"], grid["trusts"]):
+    for end, n, lend, trust in itertools.product(grid["end_nodes"], grid["candidate_counts"], grid["lend_penalties"],
+                                                 grid["trusts"]):
         c = candidates(scan, xy_reg, n, lend is not None, grid["reliability"] if trust else None)
-        pair = pair_terms(c.xy, mm, length, model)  # (N, K-1, M, M), scaled per pairwise weight below
+        xr, sg, m = xy_reg, sigma, model
+        if end:
+            c, xr, sg = with_end_node(c, grid["anchor"], xy_reg, sigma, n, min_product)
+            m = model.with_end()
+        pair = pair_terms(c.xy, mm, length, m)  # (N, K'-1, M, M), scaled per pairwise weight below
         for pw in grid["prior_weights"]:
-            unary = unary_scores(c, xy_reg, sigma, pw, lend)
+            unary = unary_scores(c, xr, sg, pw, lend)
             for qw in grid["pairwise_weights"]:
                 idx, _ = viterbi(unary, qw * pair)
-                yield ChainSettings("chain", pw, qw, n, lend, min_sep, trust), take(c.xy, idx)
+                yield ChainSettings("chain", pw, qw, n, lend, min_sep, trust, end), take(c.xy, idx)[:, :k]
 
 
 def fit_chain(heatmaps_val: np.ndarray, xy_reg_val_hm: np.ndarray, xy_true_val_hm: np.ndarray,
@@ -133,7 +114,8 @@ def fit_chain(heatmaps_val: np.ndarray, xy_reg_val_hm: np.ndarray, xy_true_val_h
               pairwise_weights: Sequence[float], candidate_counts: Sequence[int], radius_mm: float,
               min_product: float, lend_penalties: Sequence[float | None] = (None,),
               min_sep: float = ChainSettings.min_sep, trusts: Sequence[bool] = (False,),
-              reliability: np.ndarray | None = None) -> tuple[ChainSettings, list[dict]]:
+              reliability: np.ndarray | None = None, end_nodes: Sequence[bool] = (False,),
+              anchor: np.ndarray | None = None) -> tuple[ChainSettings, list[dict]]:
     """Pick what the method "chain" answers on the validation split, in the style of `auto_sigma`.
 
     The candidates are fused (`fuse` with sigma_hm), argmax, then the chain at every grid point, in that order.
@@ -144,19 +126,25 @@ def fit_chain(heatmaps_val: np.ndarray, xy_reg_val_hm: np.ndarray, xy_true_val_h
         heatmaps_val: (N, K, H, W); xy_reg_val_hm, xy_true_val_hm: (N, K, 2) heatmap px; mm_per_hm_px: (N, 2).
         lend_penalties: None = no lending, a number = lending at that log penalty.
         trusts: trust_regressor values to try; True needs reliability (K,), the regressor's measured reliability.
+        end_nodes: end_node values to try; True needs anchor (N, H, W), the U-Net's sacrum maps, and a model with
+            its end step.
     Returns:
         The chosen ChainSettings, and one row per candidate: {"mode", "prior_weight", "pairwise_weight",
-        "n_candidates", "lend_penalty", "trust_regressor", "sdr", "mre_mm", "chosen"}.
+        "n_candidates", "lend_penalty", "trust_regressor", "end_node", "sdr", "mre_mm", "chosen"}.
     """
     heatmaps, xy_reg, mm, sigma, length = checked_inputs(heatmaps_val, xy_reg_val_hm, mm_per_hm_px, sigma_hm, model)
     xy_true = np.asarray(xy_true_val_hm, np.float64)
     grid = {"prior_weights": prior_weights, "pairwise_weights": pairwise_weights,
-            "candidate_counts": candidate_counts, "lend_penalties": lend_penalties, "trusts": trusts}
+            "candidate_counts": candidate_counts, "lend_penalties": lend_penalties, "trusts": trusts,
+            "end_nodes": end_nodes}
     if len(heatmaps) == 0 or xy_true.shape != xy_reg.shape or any(len(v) == 0 for v in grid.values()):
         raise DataError(f"chain fit: needs N >= 1 val studies with truth {xy_reg.shape} and non-empty grids")
     if any(trusts) and reliability is None:
         raise DataError("chain fit: trust_regressor needs the regressor's reliability per landmark")
-    grid["reliability"] = reliability
+    if any(end_nodes) and (anchor is None or len(anchor) != len(heatmaps) or not model.has_end):
+        raise DataError("chain fit: the end node needs the U-Net's sacrum maps of the val split and the model's end "
+                        "step")
+    grid["reliability"], grid["anchor"] = reliability, anchor
     table, options, keys = [], [], []
     for s, xy in _grid(heatmaps, xy_reg, mm, sigma, length, model, grid, min_product, min_sep):
         err = radial_mm(xy, xy_true, mm)  # (N, K)
@@ -259,9 +247,15 @@ def fit_decoder(val: SplitOutputs, train_truth: np.ndarray, train_spacing: np.nd
         raise DataError("the chain decode is fitted on the train and validation splits; both must hold studies")
     model = fit_chain_model(train_truth, train_spacing, ccfg.unit)
     reliability = regressor_reliability(val.regressed_hm(), val.truth_hm(), val.mm_per_hm_px(), target_radius)
+    grid = ccfg.grid()
+    if val.anchor is None or not model.has_end:
+        if ccfg.end_node is True:
+            raise ParamError("param chain.end_node: true needs a U-Net with the sacrum map (train_unet.sacrum_channel: "
+                             "true) and at least 3 landmarks; set it auto or false")
+        grid["end_nodes"] = (False,)
     settings, table = fit_chain(val.heatmaps, val.regressed_hm(), val.truth_hm(), val.mm_per_hm_px(),
                                 sigma, model, radius_mm=target_radius, min_product=fcfg.min_product,
-                                min_sep=ccfg.min_sep, reliability=reliability, **ccfg.grid())
+                                min_sep=ccfg.min_sep, reliability=reliability, anchor=val.anchor, **grid)
     gate, fit["gate"] = float(fcfg.gate) if fcfg.gate != "auto" else np.inf, {"mode": "fixed"}
     if fcfg.gate == "auto":
         gate, table_gate = fit_gate(val.heatmaps, val.regressed_hm(), val.truth_hm(), val.mm_per_hm_px(), sigma,
@@ -269,7 +263,7 @@ def fit_decoder(val: SplitOutputs, train_truth: np.ndarray, train_spacing: np.nd
         fit["gate"] = {"mode": "auto", "candidates": table_gate}
     decoder = LandmarkDecoder(sigma, fcfg.min_product, chain_model=model, chain=settings, gate_ratio=gate,
                               gate_sep=fcfg.gate_sep, reliability=reliability)
-    decoded = decoder.decode(val.coords_norm, val.heatmaps, val.sizes, val.spacing)
+    decoded = decoder.decode(val.coords_norm, val.heatmaps, val.sizes, val.spacing, val.anchor)
     wrong = metrics.wrong_level_studies(decoded.xy["chain"], val.truth, val.spacing)  # (N,)
     threshold = (fit_margin_threshold(decoded.margin, wrong) if ccfg.margin_threshold == "auto"
                  else float(ccfg.margin_threshold))

@@ -10,6 +10,7 @@ from pydicom.uid import generate_uid
 
 from lmfusion import config
 from lmfusion.data.dicom import write_dicom
+from lmfusion.data.synth.parallel import map_ordered
 from lmfusion.data.synth.study import SynthStudy, check_names, check_style, generate_study, style_cases
 from lmfusion.errors import DataError, ParamError
 from lmfusion.io import atomic_path, write_json
@@ -60,17 +61,31 @@ def _write_study(folder: Path, study: SynthStudy, rng: np.random.Generator, seed
     return _annotation(study, rng, study_uid, _uid(seed, index, ann.series), _uid(seed, index, ann.series, ann.index))
 
 
+def _draw_and_write(job: tuple[Path, int, int, tuple[str, ...], str]) -> tuple[str, dict, int, int, list[str]]:
+    """Study i drawn and written (in a worker process where write_dataset has several): its split, annotation,
+    image count, largest side and hard cases."""
+    tmp, seed, i, names, style = job
+    rng = np.random.default_rng([seed, i])
+    study = generate_study(rng, names, style)
+    split = SPLITS[0][0] if i < SPLITS[0][1] else SPLITS[1][0]
+    record = _write_study(tmp / split / f"study{i}", study, rng, seed, i)
+    return split, record, len(study.images), max(study.image.shape), list(study.cases)
+
+
 def write_dataset(out: Path, n: int, seed: int, names: tuple[str, ...] = config.LANDMARKS,
-                  style: str = "default") -> dict:
+                  style: str = "default", workers: int = 1) -> dict:
     """Write `n` synthetic studies in the challenge's layout under `out` (which must not exist or be empty).
 
-    Study i is drawn from `np.random.default_rng([seed, i])`, so it does not depend on `n`. Returns a summary:
-    counts, the largest matrix and how many studies show each hard case (study.style_cases).
+    Study i is drawn from `np.random.default_rng([seed, i])`, so it depends neither on `n` nor on `workers` (processes
+    drawing studies at once: the files are the same bytes). Returns a summary: counts, the largest matrix and how many
+    studies show each hard case (study.style_cases).
     """
     out = Path(out)
     names = tuple(names)
     if n < 1:
         raise ParamError(f"synth n: must be >= 1, got {n}")
+    if workers < 1:
+        raise ParamError(f"synth workers: must be >= 1, got {workers}")
     check_names(names)
     check_style(style)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -78,14 +93,13 @@ def write_dataset(out: Path, n: int, seed: int, names: tuple[str, ...] = config.
     records: dict[str, list[dict]] = {name: [] for name, _ in SPLITS}
     images, largest, cases = 0, 0, dict.fromkeys(style_cases(style), 0)
     with atomic_path(out, is_dir=True) as tmp:
-        for i in range(n):
-            rng = np.random.default_rng([seed, i])
-            study = generate_study(rng, names, style)
-            split = SPLITS[0][0] if i < SPLITS[0][1] else SPLITS[1][0]
-            records[split].append(_write_study(tmp / split / f"study{i}", study, rng, seed, i))
-            images += len(study.images)
-            largest = max(largest, *study.image.shape)
-            for c in study.cases:
+        jobs = [(tmp, seed, i, names, style) for i in range(n)]
+        # in order: the annotation files keep the study order
+        for split, record, count, side, study_cases in map_ordered(_draw_and_write, jobs, workers):
+            records[split].append(record)
+            images += count
+            largest = max(largest, side)
+            for c in study_cases:
                 cases[c] += 1
         for split, recs in records.items():
             if recs:
