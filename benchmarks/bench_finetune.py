@@ -69,10 +69,18 @@ def parse_variant(spec: str) -> tuple[str, dict[str, dict]]:
     return name, overrides
 
 
+def stage_command(script: str, *args: object, params: Path) -> list[str]:
+    """The command line of one of the pipeline's stage scripts with its params file."""
+    return [sys.executable, str(REPO / "stages" / f"{script}.py"), *map(str, args), "--params", str(params)]
+
+
+STAGE_ENV = {"LMFUSION_TRACKING": "0"}  # the benchmarks' stage runs are not tracked in MLflow
+
+
 def run_stage(script: str, *args: object, params: Path, cwd: Path) -> None:
     """Run one of the pipeline's stage scripts; a failure stops the benchmark with its last line."""
-    cmd = [sys.executable, str(REPO / "stages" / f"{script}.py"), *map(str, args), "--params", str(params)]
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env={**os.environ, "LMFUSION_TRACKING": "0"})
+    proc = subprocess.run(stage_command(script, *args, params=params), cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, **STAGE_ENV})
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise DataError(f"stages/{script}.py failed in {cwd}: {last}")

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import yaml
 
-from bench_finetune import run_stage
+from bench_finetune import STAGE_ENV, run_stage, stage_command
 from lmfusion.config import LANDMARKS, load_params
 from lmfusion.data import synth
 from lmfusion.errors import DataError
@@ -88,10 +88,10 @@ def build_pipeline(folder: Path, params: dict, parallel: bool) -> dict:
         seconds[step] = round(time.perf_counter() - start, 1)
     start = time.perf_counter()
     if parallel:  # both networks at once: one GPU holds both, and each waits on its own data loading
-        procs = [(net, subprocess.Popen([sys.executable, str(REPO / "stages" / f"{cmd[0]}.py"), *cmd[1:], "--params",
-                                         str(p)], cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                        text=True, env={**os.environ, "LMFUSION_TRACKING": "0"}))
-                 for net, cmd in ((n, _train(n, folder)) for n in NETWORKS)]
+        procs = [(net, subprocess.Popen(stage_command(*_train(net, folder), params=p), cwd=folder,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                        env={**os.environ, **STAGE_ENV}))
+                 for net in NETWORKS]
         for net, proc in procs:
             out, _ = proc.communicate()
             if proc.returncode != 0:
