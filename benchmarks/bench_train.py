@@ -1,9 +1,11 @@
 """Training throughput: the real loop (DataLoader, on-the-fly augmentation, Adam, schedule) against the same
 model's training step on ready-made tensors, for each network at its params.yaml size and batch.
 
-    python benchmarks/bench_train.py [--params params.yaml] [--batches 4] [--workers N] [--threads N]
+    python benchmarks/bench_train.py [--params params.yaml] [--batches 4] [--workers N] [--threads N] [--contiguous]
 
-The ready-made step is the ceiling; the loop should reach at least 90% of it. Images are synthetic (noise with
+The ready-made step is the ceiling; the loop should reach at least 90% of it. Both run in the loop's memory format
+(channels_last); --contiguous times the ready-made step in torch's default one instead, which shows what the
+format gains. Images are synthetic (noise with
 bright dots at 11 landmarks). Each figure is the best of two timings (the loop: epochs 2 and 3 of a 3-epoch fit;
 the first epoch warms the allocator up), which keeps the ratio steady on a shared machine.
 """
@@ -28,6 +30,7 @@ from lmfusion.data.datasets import HeatmapDataset, RegressorDataset
 from lmfusion.heatmaps import encode
 from lmfusion.infer import to_input
 from lmfusion.models import build_heatmap_net, build_regressor
+from lmfusion.training.losses import CoordinateLoss
 
 
 def synthetic(n: int, size: int, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -39,8 +42,9 @@ def synthetic(n: int, size: int, k: int, rng: np.random.Generator) -> tuple[np.n
 
 
 def ready_made(model: nn.Module, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int,
-               with_step: bool) -> float:
+               with_step: bool, memory_format: torch.memory_format) -> float:
     """Images per second of forward + backward (+ Adam step) on fixed tensors, after one warm-up step."""
+    model, x = model.to(memory_format=memory_format), x.to(memory_format=memory_format)
     opt = train.make_optimizer(model, train.TrainConfig(lr=1e-4))
     model.train()
     for i in range(steps + 1):
@@ -68,6 +72,8 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=4, help="timed batches per measurement")
     ap.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: from params)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    ap.add_argument("--contiguous", action="store_true",
+                    help="time the ready-made step in torch's default memory format, not the loop's")
     ap.add_argument("--networks", nargs="+", default=["xception", "unet"], choices=["xception", "unet"])
     args = ap.parse_args()
     p = load_params(args.params, ("base", "prepare", "heatmap", "augment", "train_xception", "train_unet"))
@@ -88,8 +94,8 @@ def main() -> None:
         images, xy = synthetic(n, size, k, rng)
         torch.manual_seed(0)
         if net == "xception":
-            model = build_regressor(cfg.model, k, cfg.dropout)
-            loss_fn = nn.MSELoss()
+            model = build_regressor(cfg.model, k, cfg.dropout, head=cfg.head, input_size=size)
+            loss_fn = CoordinateLoss(cfg.loss, size)
             train_set = RegressorDataset(images, (xy + 0.5) / size, p["augment"], seed=0)
             val_set = RegressorDataset(images[:1], (xy[:1] + 0.5) / size, None, seed=0)
             y = torch.rand(cfg.batch_size, k, 2)
@@ -101,11 +107,12 @@ def main() -> None:
             val_set = HeatmapDataset(images[:1], xy[:1], sigma, None, seed=0)
             y = torch.from_numpy(encode(xy[:cfg.batch_size], size, size, sigma, np.float32))
         x = to_input(images[:cfg.batch_size])
-        bound = ready_made(model, loss_fn, x, y, args.batches, with_step=False)
-        bound_step = ready_made(model, loss_fn, x, y, args.batches, with_step=True)
+        fmt = torch.contiguous_format if args.contiguous else train.MEMORY_FORMAT
+        bound = ready_made(model, loss_fn, x, y, args.batches, False, fmt)
+        bound_step = ready_made(model, loss_fn, x, y, args.batches, True, fmt)
         real = loop(model, loss_fn, train_set, val_set, cfg)
-        bound = max(bound, ready_made(model, loss_fn, x, y, args.batches, with_step=False))
-        bound_step = max(bound_step, ready_made(model, loss_fn, x, y, args.batches, with_step=True))
+        bound = max(bound, ready_made(model, loss_fn, x, y, args.batches, False, fmt))
+        bound_step = max(bound_step, ready_made(model, loss_fn, x, y, args.batches, True, fmt))
         print(f"{net:10} {size:4d} {cfg.batch_size:5d} {cfg.num_workers:7d} {bound:9.2f} {bound_step:9.2f} "
               f"{real:9.2f} {real / bound:11.0%}", flush=True)
     distributed.cleanup(ctx)

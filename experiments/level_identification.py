@@ -14,15 +14,12 @@ shifts on test and the training time of both networks. The report stage shows th
 from __future__ import annotations
 
 import argparse
-import csv
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from queued import ROOT, Suite, committed_json, git
+
 CSV = ROOT / "experiments" / "level_identification.csv"
 U, X = "train_unet", "train_xception"
 EXPERIMENTS = (  # name, the change, overrides
@@ -36,50 +33,20 @@ EXPERIMENTS = (  # name, the change, overrides
 )
 FIELDS = ("experiment", "change", "best_method", "val_study_identification", "val_sdr", "test_study_identification",
           "test_sdr", "test_level_shifts", "train_minutes")
-
-
-def _git(*args: str) -> str:
-    return subprocess.run(["git", *args], cwd=ROOT, check=True, capture_output=True, text=True).stdout
-
-
-def queue() -> None:
-    for name, _, overrides in EXPERIMENTS:
-        sets = [a for k, v in overrides.items() for a in ("-S", f"{k}={v}")]
-        subprocess.run(["dvc", "exp", "run", "--queue", "-n", f"lvl-{name}", *sets], cwd=ROOT, check=True)
-
-
-def _ref(name: str) -> str | None:
-    """The newest experiment ref named lvl-<name> (any baseline commit)."""
-    refs = [line.split() for line in _git("for-each-ref", "--sort=-committerdate",
-                                          "--format=%(objectname) %(refname)", "refs/exps").splitlines()]
-    return next((sha for sha, ref in refs if ref.rsplit("/", 1)[-1] == f"lvl-{name}"), None)
+SUITE = Suite("lvl", EXPERIMENTS, FIELDS)
 
 
 def row(name: str, change: str, sha: str) -> dict:
-    ev = json.loads(_git("show", f"{sha}:metrics/evaluate.json"))
-    radius = yaml.safe_load(_git("show", f"{sha}:params.yaml"))["evaluate"]["target_radius"]
+    ev = committed_json(sha, "metrics/evaluate.json")
+    radius = yaml.safe_load(git("show", f"{sha}:params.yaml"))["evaluate"]["target_radius"]
     best, key = ev["best_method"], f"{radius:g}mm"
-    train = sum(json.loads(_git("show", f"{sha}:metrics/{s}.json"))["train_seconds"] for s in (U, X))
+    train = sum(committed_json(sha, f"metrics/{s}.json")["train_seconds"] for s in (U, X))
     return {"experiment": name, "change": change, "best_method": best,
             "val_study_identification": ev["val"][best]["study_identification"],
-            "val_sdr": ev["val"][best]["sdr"][key], "test_study_identification": ev["test"][best]["study_identification"],
+            "val_sdr": ev["val"][best]["sdr"][key],
+            "test_study_identification": ev["test"][best]["study_identification"],
             "test_sdr": ev["test"][best]["sdr"][key], "test_level_shifts": ev["test"][best]["level_shifts"],
             "train_minutes": round(train / 60, 1)}
-
-
-def collect(out: Path) -> None:
-    rows = []
-    for name, change, _ in EXPERIMENTS:
-        sha = _ref(name)
-        if sha is None:
-            print(f"lvl-{name}: no finished experiment (dvc queue status)", file=sys.stderr)
-            continue
-        rows.append(row(name, change, sha))
-    with open(out, "w", newline="") as f:
-        w = csv.DictWriter(f, FIELDS)
-        w.writeheader()
-        w.writerows(rows)
-    print(f"wrote {len(rows)} experiments to {out}")
 
 
 def main() -> None:
@@ -87,7 +54,7 @@ def main() -> None:
     ap.add_argument("command", choices=("queue", "collect"))
     ap.add_argument("--out", type=Path, default=CSV)
     args = ap.parse_args()
-    queue() if args.command == "queue" else collect(args.out)
+    SUITE.queue() if args.command == "queue" else SUITE.collect(row, args.out)
 
 
 if __name__ == "__main__":

@@ -2,12 +2,13 @@
 also logged to MLflow.
 
     python stages/report.py PREPARED_DIR OUTPUTS_DIR DECODER_JSON EVAL_PLOTS_DIR RUN_JSON METRICS_DIR OUT_DIR
-        [--params params.yaml] [--finetune DIR] [--experiments CSV] [--styles DIR]
+        [--params params.yaml] [--finetune DIR] [--experiments CSV] [--regressor CSV] [--styles DIR]
 
 With --finetune, the report also shows DIR/finetune.json and DIR/finetune_curves.png when they exist
 (benchmarks/bench_finetune.py: scratch against fine-tuned on a small target set); with --experiments, the table of
-experiments/level_identification.py's CSV when it exists; with --styles, DIR/styles.json's table when it exists
-(benchmarks/bench_styles.py: trained pipelines on held-out studies of every synthetic style).
+experiments/level_identification.py's CSV when it exists, with --regressor that of experiments/regressor.py; with
+--styles, DIR/styles.json's table when it exists (benchmarks/bench_styles.py: trained pipelines on held-out studies
+of every synthetic style).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ def main() -> None:
     ap.add_argument("--finetune", type=Path, help="folder of benchmarks/bench_finetune.py's results")
     ap.add_argument("--styles", type=Path, help="folder of benchmarks/bench_styles.py's results")
     ap.add_argument("--experiments", type=Path, help="experiments/level_identification.py's CSV")
+    ap.add_argument("--regressor", type=Path, help="experiments/regressor.py's CSV")
     args = ap.parse_args()
     p = load_params(args.params, ("base", "fusion", "evaluate", "report"))
     names, fcfg, ecfg, rcfg = tuple(p["base"].landmarks), p["fusion"], p["evaluate"], p["report"]
@@ -66,6 +68,7 @@ def main() -> None:
         finetune=_read_json(args.finetune / "finetune.json") if args.finetune and (
             args.finetune / "finetune.json").exists() else None,
         experiments=_read_csv(args.experiments) if args.experiments and args.experiments.exists() else None,
+        regressor=_read_csv(args.regressor) if args.regressor and args.regressor.exists() else None,
         styles=_read_json(args.styles / "styles.json") if args.styles and (args.styles / "styles.json").exists()
         else None)
     data = load_prepared(args.prepared, names)

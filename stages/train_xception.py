@@ -1,4 +1,5 @@
-"""Stage train_xception: the Xception + fully connected coordinate regressor (MSE on normalized coordinates).
+"""Stage train_xception: the Xception + fully connected coordinate regressor (train_xception.loss: MSE on normalized
+coordinates, the paper's, or Smooth L1 / Wing in input pixels).
 
     python stages/train_xception.py PREPARED_DIR MODEL_DIR CHECKPOINT METRICS_JSON LOSS_CSV AUGMENT_PNG
         [--params params.yaml] [--pretrained DIR] [--pretrain]
@@ -15,7 +16,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from torch import nn
 
 from lmfusion import pretraining
 from lmfusion.coords import from_norm
@@ -24,6 +24,7 @@ from lmfusion.data.prepared import load_prepared
 from lmfusion.figures.augment import augmentation_preview
 from lmfusion.stage import stage_main
 from lmfusion.training.job import TrainJob, flat_params, stage_arguments, train_stage, training_splits
+from lmfusion.training.losses import CoordinateLoss
 
 STAGE = "train_xception"
 SECTIONS = ("base", "augment", STAGE)
@@ -48,8 +49,9 @@ def main() -> None:
     train_aug = aug if (aug.translate or aug.rotate or aug.scale) else None
     train_stage(TrainJob(
         stage=pretraining.stage_name(STAGE, args.pretrain), kind="regressor",
-        builder={"model": cfg.model, "n_landmarks": len(names), "dropout": cfg.dropout},
-        loss_fn=nn.MSELoss(),
+        builder={"model": cfg.model, "n_landmarks": len(names), "dropout": cfg.dropout, "head": cfg.head,
+                 "input_size": size},
+        loss_fn=CoordinateLoss(cfg.loss, size),
         train_set=RegressorDataset(images[train_idx], targets[train_idx], aug=train_aug, seed=base.seed),
         val_set=RegressorDataset(images[val_idx], targets[val_idx], aug=None, seed=base.seed),
         cfg=cfg, seed=base.seed, params=flat_params(p, SECTIONS),

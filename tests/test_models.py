@@ -28,6 +28,22 @@ def test_regressor_shapes_and_gradient(name):
     assert grad is not None and grad.abs().sum() > 0
 
 
+def test_flatten_head_sees_where_a_feature_lies():
+    """A spot moved by the backbone's stride (32 px) gives the same pooled features, so the pooled head must answer
+    the same for both; the flattened map differs, so the flatten head can tell where the spot is."""
+    torch.manual_seed(0)
+    both = torch.zeros(2, 1, 128, 128)
+    both[0, :, 40:48, 40:48] = 3.0
+    both[1, :, 40:48, 72:80] = 3.0
+    for head, differ in (("pooled", False), ("flatten", True)):
+        net = build_regressor("resnet10t", 2, 0.0, head=head, input_size=128).eval()
+        features = net.backbone(both).flatten(1)
+        assert net.head.in_features == features.shape[1]
+        assert (not torch.allclose(features[0], features[1], atol=1e-5)) == differ
+    with pytest.raises(ParamError, match=r"train_xception\.head"):
+        build_regressor("resnet10t", 2, 0.0, head="spatial")
+
+
 def test_regressor_starts_near_the_centre():
     net = build_regressor("resnet10t", n_landmarks=2, dropout=0.0).eval()
     with torch.no_grad():

@@ -4,6 +4,7 @@ resuming after a kill, early stopping, and two-process DistributedDataParallel."
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -158,3 +159,20 @@ def test_heatmap_bce_keeps_the_optimum_and_weights_the_peaks():
     plain = torch.nn.BCEWithLogitsLoss()(zeros, target)
     assert torch.allclose(HeatmapBCE(0.0)(zeros, target), plain)  # 0 is the paper's plain BCE
     assert HeatmapBCE(50.0)(zeros, target) > plain  # the peaks count more
+
+
+def test_coordinate_losses_measure_the_error_in_input_pixels():
+    from lmfusion.training.losses import CoordinateLoss
+
+    target = torch.full((2, 11, 2), 0.5)
+    pred = (target + 3.0 / 128).requires_grad_()  # 3 px off at a 128 px input
+    assert torch.isclose(CoordinateLoss("mse", 128)(pred, target), torch.tensor((3 / 128) ** 2))  # the paper's
+    assert torch.isclose(CoordinateLoss("smooth_l1", 128)(pred, target), torch.tensor(2.5))  # linear past 1 px
+    assert torch.isclose(CoordinateLoss("wing", 128)(pred, target), torch.tensor(10 * math.log1p(1.5)))
+    wing = CoordinateLoss("wing", 128)
+    below, above = (wing(target + d / 128, target) for d in (10 - 1e-3, 10 + 1e-3))
+    assert abs(above - below) < 1e-2  # the log piece meets the linear one at w = 10 px
+    wing(pred, target).backward()  # d/de of w ln(1 + e / eps) = w / (eps + e) per px, averaged over 44 coordinates
+    assert torch.allclose(pred.grad, torch.full_like(pred, 10 / (2 + 3) * 128 / 44))
+    with pytest.raises(ValueError, match="huber"):
+        CoordinateLoss("huber")

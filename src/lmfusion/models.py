@@ -26,20 +26,25 @@ from lmfusion.weights import IMAGENET, fetching, imagenet_encoder, load_weights
 log = logging.getLogger("lmfusion")
 
 KINDS = ("regressor", "heatmap")
+HEADS = ("pooled", "flatten")  # the regressor's: see build_regressor
 # initial output logit of the heatmap nets: probability 0.01. From scratch, a net starting at 0.5 everywhere spends
 # its first epochs only pushing the background down before any landmark peak forms.
 HEATMAP_PRIOR_LOGIT = math.log(0.01 / 0.99)
 
 
 class CoordinateRegressor(nn.Module):
-    """Backbone features -> dropout -> linear to K x 2 normalized coordinates."""
+    """Backbone features -> dropout -> linear to K x 2 normalized coordinates.
 
-    def __init__(self, backbone: nn.Module, n_landmarks: int, dropout: float):
+    `in_features`: what the backbone gives per image once flattened; its pooled `num_features` unless the backbone
+    keeps its last feature map (head `flatten`).
+    """
+
+    def __init__(self, backbone: nn.Module, n_landmarks: int, dropout: float, in_features: int | None = None):
         super().__init__()
         self.backbone = backbone
         self.n_landmarks = n_landmarks
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(backbone.num_features, n_landmarks * 2)
+        self.head = nn.Linear(in_features or backbone.num_features, n_landmarks * 2)
         # start at the image centre (the mean of a 0..1 target): with the default init, the 2048 pooled features of
         # a fresh backbone put outputs about +-0.5 off, and from scratch the regressor then barely moves; tiny (not
         # zero) weights keep the gradient flowing into the backbone from the first step
@@ -47,7 +52,7 @@ class CoordinateRegressor(nn.Module):
         nn.init.constant_(self.head.bias, 0.5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.backbone(x)  # (N, F)
+        features = self.backbone(x).flatten(1)  # (N, F), or (N, F x h x w) from a kept feature map
         return self.head(self.dropout(features)).view(-1, self.n_landmarks, 2)  # (N, K, 2)
 
 
@@ -56,27 +61,40 @@ def _suggest(name: str, valid: list[str], n: int = 5) -> str:
     return ", ".join(close or valid[:n])
 
 
-def build_regressor(model: str, n_landmarks: int, dropout: float, weights: str | None = None) -> nn.Module:
+def build_regressor(model: str, n_landmarks: int, dropout: float, weights: str | None = None,
+                    head: str = "pooled", input_size: int | None = None) -> nn.Module:
     """A timm backbone (any model name, one input channel, no classifier) with dropout and a linear head.
 
-    The head is our own because some backbones (legacy_xception) ignore timm's drop_rate. Forward: (N, 1, S, S)
-    -> (N, K, 2) normalized coordinates.
+    The head is our own because some backbones (legacy_xception) ignore timm's drop_rate. `head`: `pooled` (timm's
+    global average, the paper's Xception + FC) or `flatten` (the linear layer sees the last feature map whole, so
+    where a feature lies reaches it; needs `input_size`). Forward: (N, 1, S, S) -> (N, K, 2) normalized coordinates.
     """
     import timm
+
+    if head not in HEADS:
+        raise ParamError(f"param train_xception.head: {head!r} is not one of {', '.join(HEADS)}")
+    if head == "flatten" and not input_size:
+        raise ValueError("head 'flatten' needs the input size")
 
     if not timm.is_model(model):
         raise ParamError(f"param train_xception.model: unknown timm model {model!r}; close names: "
                          f"{_suggest(model, timm.list_models())}")
+    pool = {"global_pool": ""} if head == "flatten" else {}  # else each model's own pooling (ViTs: a token)
     if weights == IMAGENET:
         if not timm.is_model_pretrained(model):
             raise ParamError(f"param train_xception.weights: timm has no pretrained weights for {model!r}; use null "
                              "or a local file")
         save = f"torch.save(timm.create_model('{model}', pretrained=True).state_dict(), '{model}.pt')"
         with fetching("train_xception.weights", f"timm's {model}", save):
-            backbone = timm.create_model(model, pretrained=True, in_chans=1, num_classes=0)
+            backbone = timm.create_model(model, pretrained=True, in_chans=1, num_classes=0, **pool)
     else:
-        backbone = timm.create_model(model, pretrained=False, in_chans=1, num_classes=0)
-    net = CoordinateRegressor(backbone, n_landmarks, dropout)
+        backbone = timm.create_model(model, pretrained=False, in_chans=1, num_classes=0, **pool)
+    in_features = None
+    if head == "flatten":
+        with torch.no_grad():
+            in_features = backbone.eval()(torch.zeros(1, 1, input_size, input_size)).numel()
+        backbone.train()
+    net = CoordinateRegressor(backbone, n_landmarks, dropout, in_features)
     if weights and weights != IMAGENET:
         load_weights(net, weights, "train_xception.weights", fallback=net.backbone)
     return net

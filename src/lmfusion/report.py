@@ -15,7 +15,7 @@ from lmfusion import metrics
 from lmfusion.decoding import METHODS, LandmarkDecoder
 from lmfusion.evaluation import SplitOutputs, decode_split
 from lmfusion.markdown import fmt, pct, table
-from lmfusion.report_benchmarks import experiments_section, finetune_section
+from lmfusion.report_benchmarks import experiments_section, finetune_section, regressor_section
 from lmfusion.report_styles import styles_section
 
 FIGURES = (
@@ -114,6 +114,7 @@ class ReportInputs:
     finetune: dict | None = None  # benchmarks/bench_finetune.py's finetune.json, when it has been run
     styles: dict | None = None  # benchmarks/bench_styles.py's styles.json, when it has been run
     experiments: list[dict] | None = None  # experiments/level_identification.csv's rows, when collected
+    regressor: list[dict] | None = None  # experiments/regressor.csv's rows, when collected
 
 
 def render(r: ReportInputs, *, sweep: list[dict], models: list[dict], figures: Sequence[tuple[str, str]]) -> str:
@@ -127,6 +128,7 @@ def render(r: ReportInputs, *, sweep: list[dict], models: list[dict], figures: S
               sweep_table(sweep, r.radius), "", "![Sigma sweep](figures/sigma_sweep.png)", ""]
     lines += _prior_section(r) + _chain_section(r) + _models_section(models, r.radius) + _training_section(r.trains)
     lines += experiments_section(r.experiments, r.radius) if r.experiments else []
+    lines += regressor_section(r.regressor, r.radius) if r.regressor else []
     lines += finetune_section(r.finetune) if r.finetune else []
     lines += styles_section(r.styles) if r.styles else []
     return "\n".join(lines) + "\n"

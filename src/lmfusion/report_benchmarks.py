@@ -1,6 +1,6 @@
-"""The report's sections on measurements made outside the pipeline: the level identification experiments
-(experiments/level_identification.py) and the synthetic pretraining's fine-tuning benchmark
-(benchmarks/bench_finetune.py)."""
+"""The report's sections on measurements made outside the pipeline: the level identification and regressor
+experiments (experiments/level_identification.py, experiments/regressor.py) and the synthetic pretraining's
+fine-tuning benchmark (benchmarks/bench_finetune.py)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,22 @@ def experiments_section(rows: list[dict], radius: float) -> list[str]:
             "Each row is the pipeline with a few `-S` overrides (`python experiments/level_identification.py queue`, "
             "`dvc queue start`, then `collect`); a study is identified when all its landmarks lie within "
             f"{radius:g} mm. The training time is that of this machine's run of each network.", "",
+            table(header, body), ""]
+
+
+def regressor_section(rows: list[dict], radius: float) -> list[str]:
+    """What each lever on the Xception + FC regressor bought in direct regression: experiments/regressor.py's rows."""
+    header = ["experiment", "change", f"val: SDR {radius:g} mm", "val: MRE (mm)", "val: studies identified",
+              f"test: SDR {radius:g} mm", "test: MRE (mm)", "test: studies identified",
+              f"test: gated SDR {radius:g} mm", "regressor training (s)"]
+    body = [[r["experiment"], r["change"], pct(float(r["val_direct_sdr"])), fmt(float(r["val_direct_mre_mm"]), ".2f"),
+             pct(float(r["val_direct_studies"])), pct(float(r["test_direct_sdr"])),
+             fmt(float(r["test_direct_mre_mm"]), ".2f"), pct(float(r["test_direct_studies"])),
+             pct(float(r["test_gated_sdr"])), fmt(float(r["train_seconds"]), ".0f")] for r in rows]
+    return ["## Regressor experiments", "",
+            "Direct regression (Xception + FC) with one lever moved per row (`python experiments/regressor.py queue`, "
+            "`dvc queue start`, then `collect`); the U-Net is the same in every row. The choice is made on the "
+            "validation columns. The training time is that of this machine's run.", "",
             table(header, body), ""]
 
 

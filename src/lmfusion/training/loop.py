@@ -38,6 +38,9 @@ from lmfusion.training.optim import make_optimizer, make_scheduler
 log = logging.getLogger("lmfusion")
 
 STOP_ENV = "LMFUSION_STOP_AFTER_EPOCH"
+# both networks train with NHWC activations: oneDNN's convolutions run so about 18% faster for the U-Net on a 2-core
+# CPU and 5% for Xception (benchmarks/bench_train.py against its --contiguous)
+MEMORY_FORMAT = torch.channels_last
 
 
 @dataclass
@@ -164,7 +167,7 @@ def _train_epoch(model: nn.Module, loss_fn: Callable, loader: DataLoader, optimi
     lr = optimizer.param_groups[0]["lr"]
     bar = tqdm(loader, desc=desc, unit="batch", leave=False, file=sys.stderr, disable=None if ctx.is_main else True)
     for x, y, fell_back in bar:
-        x = x.to(ctx.device, non_blocking=True)  # (N, 1, S, S)
+        x = x.to(ctx.device, non_blocking=True, memory_format=MEMORY_FORMAT)  # (N, 1, S, S)
         y = y.to(ctx.device, non_blocking=True)
         loss = loss_fn(model(x), y)
         optimizer.zero_grad(set_to_none=True)
@@ -194,7 +197,7 @@ def fit(model: nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.
     """
     ctx = ctx or distributed.setup()
     tracker = tracker or Tracker(None)
-    inner = model.to(ctx.device)
+    inner = model.to(ctx.device, memory_format=MEMORY_FORMAT)
     state = _FitState.start(inner, resume)
     model = _wrap(inner, ctx)
     optimizer = make_optimizer(inner, cfg)  # before any freezing: it holds the held parameters too
@@ -271,7 +274,8 @@ def evaluate(model: nn.Module, loss_fn: Callable, loader: DataLoader, ctx: distr
     loss_sum = torch.zeros((), dtype=torch.float64, device=ctx.device)
     n = 0
     for x, y, _ in loader:
-        x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
+        x = x.to(ctx.device, non_blocking=True, memory_format=MEMORY_FORMAT)
+        y = y.to(ctx.device, non_blocking=True)
         loss_sum += loss_fn(model(x), y).double() * len(x)
         n += len(x)
     loss_sum, n = distributed.all_sum([loss_sum.item(), n], ctx)
