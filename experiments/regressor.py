@@ -28,13 +28,8 @@ EXPERIMENTS = (  # name, the change, overrides; "paper" pins the paper's choices
      {f"{X}.head": "pooled", f"{X}.loss": "mse", f"{X}.dropout": "0.2"}),
     ("smooth-l1", "Smooth L1 loss (input pixels)", {f"{X}.head": "pooled", f"{X}.loss": "smooth_l1"}),
     ("wing", "Wing loss (input pixels)", {f"{X}.head": "pooled", f"{X}.loss": "wing"}),
-    ("flatten-wing", "flatten + Wing", {f"{X}.head": "flatten", f"{X}.loss": "wing"}),
-    ("flatten-dropout0.5", "flatten + dropout 0.5", {f"{X}.head": "flatten", f"{X}.loss": "mse",
-                                                     f"{X}.dropout": "0.5"}),
-    ("flatten-wd", "flatten + weight decay 1e-4", {f"{X}.head": "flatten", f"{X}.loss": "mse",
-                                                  f"{X}.weight_decay": "0.0001"}),
-    ("flatten-lr1e-3", "flatten + learning rate 1e-3", {f"{X}.head": "flatten", f"{X}.loss": "mse",
-                                                        f"{X}.lr": "0.001"}),
+    ("epochs30", "30 epochs instead of 20", {f"{X}.head": "pooled", f"{X}.loss": "mse", f"{X}.epochs": "30"}),
+    ("dropout0", "no dropout", {f"{X}.head": "pooled", f"{X}.loss": "mse", f"{X}.dropout": "0.0"}),
 )
 FIELDS = ("experiment", "change", "val_direct_sdr", "val_direct_mre_mm", "val_direct_studies", "test_direct_sdr",
           "test_direct_mre_mm", "test_direct_studies", "test_gated_sdr", "train_seconds")

@@ -39,6 +39,7 @@ def test_flatten_head_sees_where_a_feature_lies():
         net = build_regressor("resnet10t", 2, 0.0, head=head, input_size=128).eval()
         features = net.backbone(both).flatten(1)
         assert net.head.in_features == features.shape[1]
+        assert net.scale == (1.0 if head == "pooled" else 1 / 16)  # a 4 x 4 map is averaged, not summed
         assert (not torch.allclose(features[0], features[1], atol=1e-5)) == differ
     with pytest.raises(ParamError, match=r"train_xception\.head"):
         build_regressor("resnet10t", 2, 0.0, head="spatial")

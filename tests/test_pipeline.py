@@ -39,6 +39,7 @@ def test_repro_writes_metrics_plots_and_report(tiny_pipeline):
     assert "| fused (the paper) |" in report and "Sigma sweep" in report
     assert "| chain (joint decode of the 11) |" in report and "## The chain decode" in report
     assert "## Level identification experiments" in report and "| sacrum |" in report  # experiments/*.csv
+    assert "## Regressor experiments" in report and "| wing |" in report
     assert (root / "reports" / "figures" / "sigma_sweep.png").exists()
     fitted = json.loads((root / "models" / "decoder.json").read_text())
     assert len(fitted["sigma_hm"]) == 11 and fitted["fit"]["mode"] == "auto"

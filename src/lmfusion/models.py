@@ -36,7 +36,10 @@ class CoordinateRegressor(nn.Module):
     """Backbone features -> dropout -> linear to K x 2 normalized coordinates.
 
     `in_features`: what the backbone gives per image once flattened; its pooled `num_features` unless the backbone
-    keeps its last feature map (head `flatten`).
+    keeps its last feature map (head `flatten`). A kept map is divided by its number of positions, so the linear
+    layer starts as a weighted mean: Adam moves each weight by about the learning rate whatever the fan-in, and
+    over the 16 positions of a 128 px input the unscaled output moved 16 times as far per step (it diverged at the
+    one-cycle peak).
     """
 
     def __init__(self, backbone: nn.Module, n_landmarks: int, dropout: float, in_features: int | None = None):
@@ -44,7 +47,9 @@ class CoordinateRegressor(nn.Module):
         self.backbone = backbone
         self.n_landmarks = n_landmarks
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(in_features or backbone.num_features, n_landmarks * 2)
+        in_features = in_features or backbone.num_features
+        self.scale = backbone.num_features / in_features  # 1 / positions of a kept map; 1 when pooled
+        self.head = nn.Linear(in_features, n_landmarks * 2)
         # start at the image centre (the mean of a 0..1 target): with the default init, the 2048 pooled features of
         # a fresh backbone put outputs about +-0.5 off, and from scratch the regressor then barely moves; tiny (not
         # zero) weights keep the gradient flowing into the backbone from the first step
@@ -52,7 +57,7 @@ class CoordinateRegressor(nn.Module):
         nn.init.constant_(self.head.bias, 0.5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.backbone(x).flatten(1)  # (N, F), or (N, F x h x w) from a kept feature map
+        features = self.backbone(x).flatten(1) * self.scale  # (N, F), or (N, F x h x w) from a kept feature map
         return self.head(self.dropout(features)).view(-1, self.n_landmarks, 2)  # (N, K, 2)
 
 
