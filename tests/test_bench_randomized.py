@@ -32,7 +32,7 @@ def test_the_pipeline_params_take_the_overrides_and_stay_valid(tmp_path: Path) -
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
     checked = load_params(tmp_path / "params.yaml", ("train_unet", "chain"))  # every stage would accept it
     assert checked["train_unet"].epochs == 40
-    assert raw["train_unet"]["epochs"] == 30  # the overrides copy, never change, the params they start from
+    assert raw["train_unet"]["epochs"] == 24  # the overrides copy, never change, the params they start from
 
 
 @pytest.mark.parametrize("spec,match", [("epochs=3", "expected SECTION.KEY=VALUE"),

@@ -24,8 +24,9 @@ from lmfusion.errors import DataError, ParamError
 log = logging.getLogger("lmfusion")
 
 HEADS = ("head", "segmentation_head")  # the modules with one output per landmark
-NOT_ARCHITECTURE = ("n_landmarks", "dropout", "extra_channels")  # builder keys a pretrained start may change
-BUILDER_DEFAULTS = {"coord_channels": False}  # keys models saved before them lack
+# builder keys a pretrained start may change (a flatten head of another input size keeps its backbone, not its head)
+NOT_ARCHITECTURE = ("n_landmarks", "dropout", "extra_channels", "input_size")
+BUILDER_DEFAULTS = {"coord_channels": False, "head": "pooled"}  # keys models saved before them lack
 
 
 def resolve_weights(weights: str | None, key: str, pretrained_dir: str | os.PathLike | None,
