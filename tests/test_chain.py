@@ -250,3 +250,25 @@ def test_a_trusted_regressor_s_point_competes_with_the_peaks_by_its_reliability(
                              1e-4, reliability=np.ones(K))
     np.testing.assert_array_equal(untrusted.xy_hm, truth + LEVEL)  # the setting off: the reliability is not used
     assert fit.regressor_reliability(truth, truth + [0.0, 3.0], mm, 2.0).tolist() == [1 / 3] * K  # floored
+
+
+def test_a_right_peak_ranked_fifth_needs_the_fuller_search_which_the_fit_prefers_on_a_tie(
+        model: chain.ChainModel) -> None:
+    from lmfusion.config.decoding import ChainConfig
+
+    truth = _truth(2, seed=11)
+    hm = _maps([(truth, 0.9)])
+    rivals = [(truth + LEVEL * s, h) for s, h in ((-2, 0.95), (-1, 0.9), (1, 0.85), (2, 0.8))]
+    hm[:, 5] = _maps([*rivals, (truth, 0.4)])[:, 5]  # L3's right peak is only its fifth strongest
+    reg = truth + [20.0, 0.0]  # a regressed point far off: no help from the fallback candidate
+    narrow, full = _decode(hm, reg, model, n_candidates=4), _decode(hm, reg, model, n_candidates=8)
+    np.testing.assert_array_equal(full.xy_hm, truth)
+    assert (narrow.xy_hm[:, 5] != truth[:, 5]).any(axis=-1).all()
+    counts = ChainConfig().grid()["candidate_counts"]
+    assert counts[0] == max(counts)  # the earliest candidate wins a tie on val
+    second = _maps([(truth, 0.9)])
+    second[:, 5] = _maps([(truth + LEVEL, 0.95), (truth, 0.4)])[:, 5]  # ranked second: 4 and 8 both find it
+    settings, table = fit.fit_chain(second, reg, truth, np.ones((2, 2)), np.full(K, 4.0), model, [0.0], [1.0],
+                                    counts, radius_mm=2.0, min_product=1e-4)
+    assert [r["sdr"] for r in table[2:]] == [1.0] * len(counts) and max(table[0]["sdr"], table[1]["sdr"]) < 1.0
+    assert settings.mode == "chain" and settings.n_candidates == max(counts)

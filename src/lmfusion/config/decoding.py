@@ -42,7 +42,9 @@ class ChainConfig:
     candidates: Union[int, Literal["auto"]] = "auto"  # heatmap peaks per landmark (the regressed point is added)
     prior_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0)
     pairwise_weights: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.25)
-    candidate_counts: tuple[int, ...] = (4, 8)
+    # the fuller search first, so a tie on val keeps it: a channel that fires a level up and down on both sides can
+    # rank its right peak fifth or lower
+    candidate_counts: tuple[int, ...] = (8, 4)
     lend_penalty: Union[float, None] = None  # null: no lending of the same-kind neighbours' peaks
     min_sep: float = 6.0  # heatmap px: the margin's rival configuration moves every landmark at least this far
     margin_threshold: Union[float, Literal["auto"]] = "auto"  # level_uncertain when the margin is below it
