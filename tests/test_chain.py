@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from lmfusion import metrics
+from lmfusion.config.decoding import ChainConfig
 from lmfusion.decoding import LandmarkDecoder, chain, fit, fusion, peaks
 from lmfusion.decoding.peaks import argmax, refine
 from lmfusion.errors import DataError, ParamError
@@ -254,8 +255,6 @@ def test_a_trusted_regressor_s_point_competes_with_the_peaks_by_its_reliability(
 
 def test_a_right_peak_ranked_fifth_needs_the_fuller_search_which_the_fit_prefers_on_a_tie(
         model: chain.ChainModel) -> None:
-    from lmfusion.config.decoding import ChainConfig
-
     truth = _truth(2, seed=11)
     hm = _maps([(truth, 0.9)])
     rivals = [(truth + LEVEL * s, h) for s, h in ((-2, 0.95), (-1, 0.9), (1, 0.85), (2, 0.8))]
