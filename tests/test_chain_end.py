@@ -1,5 +1,6 @@
 """The chain's end node: the S1 body from the U-Net's sacrum map below the last landmark. A chain one level high
-everywhere is pulled down by it; the end step's fit and round trip; the decoder's K + 1 maps; the fit's choice."""
+everywhere is pulled down by it; the end step's fit and round trip; the decoder's K + 1 maps; the fit's choice. The
+end check: nothing below the last landmark looks like the one before it."""
 
 from __future__ import annotations
 
@@ -105,7 +106,8 @@ def test_fit_tries_the_end_node_and_keeps_it_only_where_val_gains(model: chain.C
     truth = _truth(8, seed=5)
     hm, s1 = _high_chain(truth)
     reg = truth - LEVEL / 2
-    grid = {**ChainConfig(pairwise_weight=1.0, prior_weight=0.0, candidates=4, trust_regressor=False).grid()}
+    grid = {**ChainConfig(pairwise_weight=1.0, prior_weight=0.0, candidates=4, trust_regressor=False,
+                          end_node="auto", end_check=0.0).grid()}
     assert grid["end_nodes"] == (False, True)
     settings, table = fit.fit_chain(hm, reg, truth, np.ones((8, 2)), SIGMA, model, radius_mm=2.0, min_product=1e-4,
                                     anchor=s1, **grid)
@@ -119,3 +121,37 @@ def test_fit_tries_the_end_node_and_keeps_it_only_where_val_gains(model: chain.C
     with pytest.raises(DataError, match="sacrum maps"):
         fit.fit_chain(hm, reg, truth, np.ones((8, 2)), SIGMA, model, radius_mm=2.0, min_product=1e-4, **grid)
     assert ChainConfig(end_node=False).grid()["end_nodes"] == (False,)
+
+
+def _collapsed_last_disc(truth: np.ndarray) -> np.ndarray:
+    """(N, K, H, W) every channel's strongest peak a level too high, the true one nearly as strong: the count a
+    collapsed L5-S1 invites. No sacrum map."""
+    return np.maximum(_map(truth - LEVEL, 1.0), _map(truth, 0.95))
+
+
+def test_the_end_check_pulls_a_chain_one_level_high_down_without_a_sacrum_map(model: chain.ChainModel) -> None:
+    truth = _truth(3, seed=6, jitter=0.0)  # a smooth chain: one step beyond L4-L5 is L5
+    truth[:, :, 0] = 41.0 + np.arange(3)[:, None]
+    hm = _collapsed_last_disc(truth)
+    reg = truth - LEVEL / 2
+    np.testing.assert_array_equal(_decode(hm, reg, model).xy_hm, truth - LEVEL)  # off: one level high
+    # on: the high chain's point one step beyond its end is the true L5, where the L5 map fires
+    res = _decode(hm, reg, model, end_check=1.0)
+    np.testing.assert_array_equal(res.xy_hm, truth)
+    assert np.all(res.margin > 0)
+    clean = _map(truth, 0.9)  # a clean chain: nothing beyond its end, the check changes nothing
+    np.testing.assert_array_equal(_decode(clean, reg, model, end_check=5.0).xy_hm, truth)
+
+
+def test_the_end_check_reads_the_map_one_step_beyond_and_nothing_outside_it() -> None:
+    hm = np.zeros((1, 3, 40, 20), np.float32)
+    hm[0, 1, 30, 10] = 0.75  # landmark K-2's map: one pixel at (10, 30)
+    a = [[10.0, 10.0], [10.0, 16.0], [10.0, 9.0]]  # landmark K-2's candidates
+    b = [[10.0, 20.0], [10.0, 38.0], [10.0, 20.0]]  # landmark K-1's
+    xy = np.array([[[[10.0, 0.0]] * 3, a, b]])  # (1, 3 nodes, M = 3, 2)
+    terms = chain.end_check_terms(hm, xy, radius=1.0)  # (1, M_a, M_b)
+    assert terms.shape == (1, 3, 3)
+    np.testing.assert_allclose(terms[0, 0, 0], np.log(0.25))  # 20 + (20 - 10) = 30: on the peak
+    np.testing.assert_allclose(terms[0, 2, 0], np.log(0.25))  # 31: within the radius
+    assert terms[0, 1, 0] == 0.0  # 24: nothing there
+    assert np.all(terms[0, :, 1] == 0.0)  # 38 + (38 - a) is past the map's 40 rows: nothing

@@ -72,6 +72,7 @@ def test_wrong_type_names_key(section: str, raw: dict, key: str) -> None:
     ("train_unet", {"epochs": 3, "warmup_epochs": 3}, "train_unet.warmup_epochs"),
     ("train_unet", {"encoder_depth": 4}, "train_unet.decoder_channels"),
     ("evaluate", {"target_radius": 3.0}, "evaluate.target_radius"),
+    ("chain", {"end_check": -1.0}, "chain.end_check"),
     ("base", {"landmarks": ["L1", "L1"]}, "base.landmarks"),
     ("train_xception", {"weights": "no/such/file.pt"}, "train_xception.weights"),
 ])

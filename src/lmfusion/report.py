@@ -234,7 +234,8 @@ def _chain_section(r: ReportInputs) -> list[str]:
              f"{'off' if settings['lend_penalty'] is None else settings['lend_penalty']}, regressed candidate "
              f"{'trusted by its measured reliability' if settings.get('trust_regressor') else 'as its heatmap value'}"
              f", end node (the S1 body from the sacrum map) {'on' if settings.get('end_node') else 'off'}"
-             f"{end_note}.", "",
+             f"{end_note}, end check (nothing one step below the last landmark may look like the one before it) "
+             f"{'weight ' + format(settings['end_check'], 'g') if settings.get('end_check') else 'off'}.", "",
              f"Steps between consecutive landmarks on the training split ({unit}; x right, y down):", "",
              table(["step", "mean x", "mean y", "SD x", "SD y"], rows), "",
              "Level confidence: the margin between the best chain and the best chain sharing none of its positions; "

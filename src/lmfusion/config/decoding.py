@@ -53,7 +53,10 @@ class ChainConfig:
     trust_regressor: Union[bool, Literal["auto"]] = "auto"
     # the S1 body (the U-Net's sacrum map, train_unet.sacrum_channel) as one more node below the last landmark: auto
     # (fitted on val, with and without, where the U-Net has the map), true or false
-    end_node: Union[bool, Literal["auto"]] = "auto"
+    end_node: Union[bool, Literal["auto"]] = True
+    # nothing below the last landmark looks like the one before it: the weight of log(1 - landmark K-2's map one step
+    # beyond the chain's end), every chain's, not fitted (0: off)
+    end_check: float = 1.0
 
     def validate(self, s: str) -> None:
         for k in ("prior_weight", "pairwise_weight", "margin_threshold"):
@@ -69,6 +72,7 @@ class ChainConfig:
         _check(self.lend_penalty is None or self.lend_penalty >= 0, f"{s}.lend_penalty", "null or a number >= 0",
                self.lend_penalty)
         _check(self.min_sep > 0, f"{s}.min_sep", "> 0", self.min_sep)
+        _check(0 <= self.end_check <= 1e3, f"{s}.end_check", "a number >= 0 (0: off)", self.end_check)
 
     def grid(self) -> dict[str, tuple]:
         """The values fit_chain tries: a fixed param is a grid of one."""
@@ -78,7 +82,8 @@ class ChainConfig:
                 "candidate_counts": pick(self.candidates, self.candidate_counts),
                 "lend_penalties": (self.lend_penalty,),
                 "trusts": (False, True) if self.trust_regressor == "auto" else (self.trust_regressor,),
-                "end_nodes": (False, True) if self.end_node == "auto" else (self.end_node,)}
+                "end_nodes": (False, True) if self.end_node == "auto" else (self.end_node,),
+                "end_check": self.end_check}
 
 
 @dataclass(frozen=True)

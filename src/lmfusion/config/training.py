@@ -65,7 +65,7 @@ class UnetConfig(TrainConfig):
     encoder_depth: int = 5
     decoder_channels: tuple[int, ...] = (128, 64, 32, 16, 16)
     peak_weight: float = 50.0  # BCE pixel weight 1 + peak_weight x target; 0 = the paper's plain BCE
-    sacrum_channel: bool = False  # one more target map below the last landmark (the S1 body), extrapolated
+    sacrum_channel: bool = True  # one more target map below the last landmark (the S1 body), extrapolated
     coord_channels: bool = False  # two more input channels: each pixel's x and y (CoordConv)
     epochs: int = 24
     lr: float = 1e-3

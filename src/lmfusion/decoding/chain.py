@@ -12,6 +12,12 @@ the last landmark, the S1 body, whose candidates are the sacrum map's peaks and 
 regressed chain (lmfusion.anatomy.sacrum_anchor), tied to the last landmark by the model's end step. A chain that
 ends one level high must then put the S1 body where a disc or L5 is, which the sacrum map does not show.
 
+The end check (`ChainSettings.end_check`, no sacrum map needed): nothing below the last landmark looks like the one
+before it. For candidates a of landmark K-2 and b of landmark K-1, the point b + (b - a), one step beyond the chain's
+end, is read in landmark K-2's map (its maximum within min_sep / 2 px), and the last step scores
+end_check x log(1 - that value). A chain that ends a level high (its last disc on the true L4-L5, a collapsed L5-S1
+below) puts that point on the true L5 body, where the L5 map fires; the right chain puts it on S1, where it does not.
+
 Legend: N studies, K landmarks (top to bottom), M candidates per landmark, H x W heatmap pixels; (x, y) in heatmap
 pixels (`_hm`); mm_per_hm_px (N, 2). Pure numpy; studies are independent; ties go to the lowest candidate index.
 """
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import cv2
 import numpy as np
 
 from lmfusion.anatomy import sacrum_anchor
@@ -45,13 +52,14 @@ class ChainSettings:
     min_sep: float = 6.0  # heatmap px, about half the usual neighbour step: the margin's rival moves every landmark
     trust_regressor: bool = False  # the regressed candidate scores at least its measured reliability x the top peak
     end_node: bool = False  # the S1 body, from the U-Net's sacrum map, is one more node below the last landmark
+    end_check: float = 0.0  # weight of log(1 - landmark K-2's map one step beyond the end); 0: off
 
     def __post_init__(self) -> None:
-        values = (self.prior_weight, self.pairwise_weight, self.min_sep, self.lend_penalty or 0.0)
+        values = (self.prior_weight, self.pairwise_weight, self.min_sep, self.lend_penalty or 0.0, self.end_check)
         if (self.mode not in MODES or not all(np.isfinite(v) and v >= 0 for v in values) or self.min_sep == 0
                 or int(self.n_candidates) != self.n_candidates or self.n_candidates < 1):
-            raise ParamError(f"chain settings: expected mode in {MODES}, finite weights and lend_penalty >= 0 (or "
-                             f"None), min_sep > 0, an integer n_candidates >= 1; got {self}")
+            raise ParamError(f"chain settings: expected mode in {MODES}, finite weights, end_check and lend_penalty "
+                             f">= 0 (or None), min_sep > 0, an integer n_candidates >= 1; got {self}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -161,6 +169,33 @@ def pair_terms(xy: np.ndarray, mm_per_hm_px: np.ndarray, length: np.ndarray, mod
     return -0.5 * (p[..., 0, 0] * rx**2 + 2 * p[..., 0, 1] * rx * ry + p[..., 1, 1] * ry**2)
 
 
+def end_check_terms(heatmaps: np.ndarray, xy: np.ndarray, radius: float) -> np.ndarray:
+    """(N, M, M) log(1 - v): v is landmark K-2's map, at its maximum within `radius` px, at b + (b - a) for candidate
+    a (rows) of landmark K-2 and b (columns) of landmark K-1; 0 where that point leaves the map.
+
+    heatmaps: (N, K, H, W) with K >= 2; xy: (N, K', M, 2) candidates of K' >= K nodes (the landmarks first).
+    """
+    n, k, h, w = heatmaps.shape
+    r = max(int(round(radius)), 0)
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    a, b = xy[:, k - 2], xy[:, k - 1]  # (N, M, 2)
+    beyond = 2 * b[:, None] - a[:, :, None]  # (N, M, M, 2)
+    out = np.empty(beyond.shape[:3])
+    for i in range(n):  # one map per study: a study's dilation is a few hundred microseconds
+        pooled = cv2.dilate(np.asarray(heatmaps[i, k - 2], np.float32), disk)
+        points = beyond[i].reshape(1, -1, 2)  # (1, M * M, 2)
+        v = peaks.values_at(np.broadcast_to(pooled, (1, points.shape[1], h, w)), points)  # (1, M * M)
+        out[i] = np.log(np.maximum(1.0 - v.reshape(beyond.shape[1:3]), EPS))
+    return out
+
+
+def with_end_check(pair: np.ndarray, check: np.ndarray, k: int) -> np.ndarray:
+    """(N, K'-1, M, M) the pair terms with the weighted end check (N, M, M) added to the step K-2 -> K-1."""
+    out = pair.copy()
+    out[:, k - 2] += check
+    return out
+
+
 def viterbi(unary: np.ndarray, pair: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Exact MAP of a chain: (N, K) chosen candidate indices and (N,) total scores, O(K M^2) per study."""
     n, k, _ = unary.shape
@@ -233,6 +268,8 @@ def decode(heatmaps: np.ndarray, xy_reg_hm: np.ndarray, mm_per_hm_px: np.ndarray
         model = model.with_end()
     unary = unary_scores(c, xy_reg, sigma, settings.prior_weight, settings.lend_penalty)  # (N, K', M)
     pair = settings.pairwise_weight * pair_terms(c.xy, mm, length, model)  # (N, K'-1, M, M)
+    if settings.end_check > 0 and k >= 2:
+        pair = with_end_check(pair, settings.end_check * end_check_terms(heatmaps, c.xy, settings.min_sep / 2), k)
     idx, best = viterbi(unary, pair)
     margin = _margin(unary, pair, c.xy, idx, best, settings.min_sep)
     return ChainResult(xy_hm=take(c.xy, idx)[:, :k], xy_sub_hm=take(c.xy_sub, idx)[:, :k], score=best, margin=margin)

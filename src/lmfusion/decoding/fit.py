@@ -18,8 +18,9 @@ import numpy as np
 from lmfusion import metrics
 from lmfusion.config.decoding import ChainConfig, FusionConfig
 from lmfusion.coords import radial_mm
-from lmfusion.decoding.chain import (ChainModel, ChainSettings, candidates, checked_inputs, pair_terms, scan_peaks,
-                                     take, unary_scores, viterbi, with_end_node)
+from lmfusion.decoding.chain import (ChainModel, ChainSettings, candidates, checked_inputs, end_check_terms,
+                                     pair_terms, scan_peaks, take, unary_scores, viterbi, with_end_check,
+                                     with_end_node)
 from lmfusion.decoding.chain_model import fit_chain_model  # noqa: F401 (re-exported: fit's public API)
 from lmfusion.decoding import peaks
 from lmfusion.decoding.decoder import Decoded, LandmarkDecoder
@@ -102,11 +103,13 @@ def _grid(heatmaps: np.ndarray, xy_reg: np.ndarray, mm: np.ndarray, sigma: np.nd
             c, xr, sg = with_end_node(c, grid["anchor"], xy_reg, sigma, n, min_product)
             m = model.with_end()
         pair = pair_terms(c.xy, mm, length, m)  # (N, K'-1, M, M), scaled per pairwise weight below
+        check = grid["end_check"] * end_check_terms(heatmaps, c.xy, min_sep / 2) if grid["end_check"] > 0 else None
         for pw in grid["prior_weights"]:
             unary = unary_scores(c, xr, sg, pw, lend)
             for qw in grid["pairwise_weights"]:
-                idx, _ = viterbi(unary, qw * pair)
-                yield ChainSettings("chain", pw, qw, n, lend, min_sep, trust, end), take(c.xy, idx)[:, :k]
+                idx, _ = viterbi(unary, qw * pair if check is None else with_end_check(qw * pair, check, k))
+                yield (ChainSettings("chain", pw, qw, n, lend, min_sep, trust, end, grid["end_check"]),
+                       take(c.xy, idx)[:, :k])
 
 
 def fit_chain(heatmaps_val: np.ndarray, xy_reg_val_hm: np.ndarray, xy_true_val_hm: np.ndarray,
@@ -115,7 +118,7 @@ def fit_chain(heatmaps_val: np.ndarray, xy_reg_val_hm: np.ndarray, xy_true_val_h
               min_product: float, lend_penalties: Sequence[float | None] = (None,),
               min_sep: float = ChainSettings.min_sep, trusts: Sequence[bool] = (False,),
               reliability: np.ndarray | None = None, end_nodes: Sequence[bool] = (False,),
-              anchor: np.ndarray | None = None) -> tuple[ChainSettings, list[dict]]:
+              anchor: np.ndarray | None = None, end_check: float = 0.0) -> tuple[ChainSettings, list[dict]]:
     """Pick what the method "chain" answers on the validation split, in the style of `auto_sigma`.
 
     The candidates are fused (`fuse` with sigma_hm), argmax, then the chain at every grid point, in that order.
@@ -128,6 +131,7 @@ def fit_chain(heatmaps_val: np.ndarray, xy_reg_val_hm: np.ndarray, xy_true_val_h
         trusts: trust_regressor values to try; True needs reliability (K,), the regressor's measured reliability.
         end_nodes: end_node values to try; True needs anchor (N, H, W), the U-Net's sacrum maps, and a model with
             its end step.
+        end_check: the end check's weight in every chain tried (ChainSettings.end_check; 0: off), not fitted.
     Returns:
         The chosen ChainSettings, and one row per candidate: {"mode", "prior_weight", "pairwise_weight",
         "n_candidates", "lend_penalty", "trust_regressor", "end_node", "sdr", "mre_mm", "chosen"}.
@@ -144,7 +148,7 @@ def fit_chain(heatmaps_val: np.ndarray, xy_reg_val_hm: np.ndarray, xy_true_val_h
     if any(end_nodes) and (anchor is None or len(anchor) != len(heatmaps) or not model.has_end):
         raise DataError("chain fit: the end node needs the U-Net's sacrum maps of the val split and the model's end "
                         "step")
-    grid["reliability"], grid["anchor"] = reliability, anchor
+    grid["reliability"], grid["anchor"], grid["end_check"] = reliability, anchor, end_check
     table, options, keys = [], [], []
     for s, xy in _grid(heatmaps, xy_reg, mm, sigma, length, model, grid, min_product, min_sep):
         err = radial_mm(xy, xy_true, mm)  # (N, K)
