@@ -133,6 +133,15 @@ def test_resume_after_kill_gives_the_uninterrupted_weights(stage_inputs, tmp_pat
     assert meta["kind"] == "regressor" and meta["names"] == STAGE_NAMES and meta["input_size"] == STAGE_SIZE
     assert (tmp_path / "straight" / "plots" / "train_xception_augment.png").stat().st_size > 0
 
+    # dvc repro deletes a stage's outputs before it runs; a finished checkpoint must still give every one back
+    outs = [tmp_path / "straight" / p for p in ("plots/train_xception_loss.csv", "metrics/train_xception.json",
+                                               "models/xception/model.pt", "plots/train_xception_augment.png")]
+    for path in outs:
+        path.unlink()
+    again = run_stage(stage_cmd("train_xception", stage_inputs, tmp_path / "straight"))
+    assert "resuming from" in again.stderr and all(path.exists() for path in outs)
+    assert outs[0].read_text() == csv_a
+
 
 @pytest.mark.slow
 def test_ddp_two_processes_with_the_encoder_held_for_an_epoch(stage_inputs, tmp_path):

@@ -240,6 +240,8 @@ def fit(model: nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.
         if stop_after == epoch + 1 and epoch + 1 < cfg.epochs:
             distributed.barrier(ctx)
             raise SystemExit(f"stopped after epoch {epoch + 1} ({STOP_ENV}); rerun to resume from {checkpoint}")
+    if ctx.is_main and loss_csv is not None:  # again: resumed from a finished checkpoint, no epoch wrote it
+        _write_loss_csv(Path(loss_csv), state.history)
     return state.result()
 
 
