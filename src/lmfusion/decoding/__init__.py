@@ -7,7 +7,7 @@
 - `chain_model`: the chain's displacement model (each step's Gaussian, and the end step to the S1 body) and its fit;
 - `fit`: the fusion sigma, the chain's model and weights and the level flag, fitted on the train / val splits.
 
-Heatmap *encoding* (the training targets) is `lmfusion.heatmaps`. Pure numpy.
+Heatmap *encoding* (the training targets) is `lmfusion.heatmaps`. Numpy (OpenCV only for the chain's end check).
 """
 
 from lmfusion.decoding.decoder import DECODER_FILE, METHODS, Decoded, LandmarkDecoder, decoder_path

@@ -13,13 +13,15 @@ regressed chain (lmfusion.anatomy.sacrum_anchor), tied to the last landmark by t
 ends one level high must then put the S1 body where a disc or L5 is, which the sacrum map does not show.
 
 The end check (`ChainSettings.end_check`, no sacrum map needed): nothing below the last landmark looks like the one
-before it. For candidates a of landmark K-2 and b of landmark K-1, the point b + (b - a), one step beyond the chain's
-end, is read in landmark K-2's map (its maximum within min_sep / 2 px), and the last step scores
-end_check x log(1 - that value). A chain that ends a level high (its last disc on the true L4-L5, a collapsed L5-S1
-below) puts that point on the true L5 body, where the L5 map fires; the right chain puts it on S1, where it does not.
+before it. For candidates a of landmark K-2 and b of landmark K-1, the point b + (b - a), one step beyond the
+chain's end, is read in landmark K-2's map (its maximum over OpenCV's elliptical kernel of radius min_sep / 2 px, a
+little wider than the disk at the diagonals), and the last step scores end_check x log(1 - that value). A chain that
+ends a level high (its last disc on the true L4-L5, a collapsed L5-S1 below) puts that point on the true L5 body,
+where the L5 map fires; the right chain puts it on S1, where it does not.
 
 Legend: N studies, K landmarks (top to bottom), M candidates per landmark, H x W heatmap pixels; (x, y) in heatmap
-pixels (`_hm`); mm_per_hm_px (N, 2). Pure numpy; studies are independent; ties go to the lowest candidate index.
+pixels (`_hm`); mm_per_hm_px (N, 2). Numpy (OpenCV only for the end check's dilation); studies are independent;
+ties go to the lowest candidate index.
 """
 
 from __future__ import annotations
@@ -170,8 +172,9 @@ def pair_terms(xy: np.ndarray, mm_per_hm_px: np.ndarray, length: np.ndarray, mod
 
 
 def end_check_terms(heatmaps: np.ndarray, xy: np.ndarray, radius: float) -> np.ndarray:
-    """(N, M, M) log(1 - v): v is landmark K-2's map, at its maximum within `radius` px, at b + (b - a) for candidate
-    a (rows) of landmark K-2 and b (columns) of landmark K-1; 0 where that point leaves the map.
+    """(N, M, M) log(1 - v): v is landmark K-2's map, at its maximum over OpenCV's elliptical kernel of
+    radius `radius` px, at b + (b - a) for candidate a (rows) of landmark K-2 and b (columns) of landmark K-1; 0 where
+    that point leaves the map.
 
     heatmaps: (N, K, H, W) with K >= 2; xy: (N, K', M, 2) candidates of K' >= K nodes (the landmarks first).
     """
