@@ -18,7 +18,7 @@ class FusionConfig:
     # the method "gated": the prior only where the heatmap is ambiguous (rival peak >= gate x the top peak)
     gate: Union[float, Literal["auto"]] = "auto"  # auto: fitted on val over gate_ratios (0 = fused, inf = argmax)
     gate_ratios: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
-    gate_sep: float = 6.0  # heatmap px: a rival peak nearer the top one than this is the same peak
+    gate_sep: float = 4.5  # heatmap px: a rival peak nearer the top one than this is the same peak
 
     def validate(self, s: str) -> None:
         if self.sigma != "auto":
@@ -46,7 +46,7 @@ class ChainConfig:
     # rank its right peak fifth or lower
     candidate_counts: tuple[int, ...] = (8, 4)
     lend_penalty: Union[float, None] = None  # null: no lending of the same-kind neighbours' peaks
-    min_sep: float = 6.0  # heatmap px: the margin's rival configuration moves every landmark at least this far
+    min_sep: float = 4.5  # heatmap px: the margin's rival configuration moves every landmark at least this far
     margin_threshold: Union[float, Literal["auto"]] = "auto"  # level_uncertain when the margin is below it
     # the regressed candidate scores at least the regressor's val reliability x the channel's top peak: auto
     # (fitted on val, with and without), true or false

@@ -46,7 +46,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class PrepareConfig:
-    unet_size: int = 256
+    unet_size: int = 192
     regressor_size: int = 128
     window: tuple[float, float] = (0.5, 99.5)
     equalize: Literal["hist", "clahe", "none"] = "hist"
@@ -69,7 +69,7 @@ class PrepareConfig:
 
 @dataclass(frozen=True)
 class HeatmapConfig:
-    sigma: float = 2.0  # Gaussian sigma of the targets, in heatmap (= U-Net input) pixels
+    sigma: float = 1.5  # Gaussian sigma of the targets, in heatmap (= U-Net input) pixels
 
     def validate(self, s: str) -> None:
         _check(0.3 <= self.sigma <= 64, f"{s}.sigma", "a number of heatmap pixels in 0.3..64", self.sigma)
