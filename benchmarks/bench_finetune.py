@@ -39,7 +39,7 @@ import yaml
 
 from lmfusion.figures import charts
 from lmfusion.config import LANDMARKS, PRETRAINED, load_params
-from lmfusion.data import synth
+from lmfusion import synth
 from lmfusion.errors import DataError
 from lmfusion.io import write_json
 from lmfusion.metrics import radius_key

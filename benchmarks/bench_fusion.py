@@ -28,7 +28,7 @@ import yaml
 
 from bench_finetune import run_stage
 from lmfusion.config import LANDMARKS, load_params
-from lmfusion.data.synth import generate_study
+from lmfusion.synth import generate_study
 from lmfusion.io import write_json
 from lmfusion.metrics import radius_key
 from lmfusion.stage import stage_main

@@ -23,7 +23,7 @@ from lmfusion.io import write_json
 from lmfusion.figures.drawing import write_png
 from lmfusion.figures.predict import prediction_overlay
 from lmfusion.api import LandmarkPredictor, Prediction, quality_flags
-from lmfusion.infer import to_input
+from lmfusion.nets.infer import to_input
 
 
 def main() -> None:

@@ -38,7 +38,7 @@ import yaml
 
 from bench_finetune import STAGE_ENV, run_stage, stage_command
 from lmfusion.config import LANDMARKS, load_params
-from lmfusion.data import synth
+from lmfusion import synth
 from lmfusion.errors import DataError
 from lmfusion.io import write_json
 from lmfusion.metrics import radius_key

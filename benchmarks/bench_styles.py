@@ -14,7 +14,7 @@ LABEL=DIR, repeatable, default `default=.`) decodes every study as `lmfusion.api
 keeps every method's landmarks (direct, argmax, fused, chain). Per pipeline, style and method, with the evaluate
 stage's study-level definitions (lmfusion.metrics) at the pipeline's evaluate.target_radius: studies identified (all
 K landmarks within the radius), level-shifted studies (a whole-level shift of the chain) and the SDR (landmarks
-within the radius). Writes OUT/styles.json and OUT/styles.md (lmfusion.report_styles.styles_section, the table the
+within the radius). Writes OUT/styles.json and OUT/styles.md (lmfusion.reporting.styles.styles_section, the table the
 report shows). Legend: N studies, K landmarks.
 """
 
@@ -34,11 +34,11 @@ import numpy as np
 from lmfusion import metrics
 from lmfusion.api import LandmarkPredictor
 from lmfusion.config import LANDMARKS, load_params
-from lmfusion.data.synth.parallel import annotated_slice, map_ordered
+from lmfusion.synth.parallel import annotated_slice, map_ordered
 from lmfusion.decoding import METHODS
 from lmfusion.errors import DataError
 from lmfusion.io import atomic_path, write_json
-from lmfusion.report_styles import styles_section
+from lmfusion.reporting.styles import styles_section
 from lmfusion.stage import stage_main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,7 +62,7 @@ class HeldOut:
 
 
 def _code_digest() -> str:
-    """The generator's source (every module of lmfusion.data.synth): a change redraws the cached sets."""
+    """The generator's source (every module of lmfusion.synth): a change redraws the cached sets."""
     h = hashlib.sha256()
     for f in sorted(SYNTH_CODE.glob("*.py")):
         h.update(f.name.encode() + f.read_bytes())

@@ -28,8 +28,8 @@ from lmfusion.training import loop as train
 from lmfusion.config import load_params
 from lmfusion.data.datasets import HeatmapDataset, RegressorDataset
 from lmfusion.heatmaps import encode
-from lmfusion.infer import to_input
-from lmfusion.models import build_heatmap_net, build_regressor
+from lmfusion.nets.infer import to_input
+from lmfusion.nets.models import build_heatmap_net, build_regressor
 from lmfusion.training.losses import CoordinateLoss
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lmfusion import runs
+from lmfusion.tracking import runs
 from lmfusion.config import as_dict, load_params
 from lmfusion.config.decoding import EvaluateConfig
 from lmfusion.data.prepared import Prepared, load_prepared

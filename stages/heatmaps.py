@@ -14,7 +14,7 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
-from lmfusion import pretraining
+from lmfusion.config import pretraining
 from lmfusion.data.prepared import load_prepared
 from lmfusion.errors import DataError
 from lmfusion.figures.drawing import write_png
@@ -29,7 +29,7 @@ def main() -> None:
     for name in ("prepared", "out_dir", "preview_png"):
         ap.add_argument(name)
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--pretrain", action="store_true", help="run as the synthetic pretraining (lmfusion.pretraining)")
+    ap.add_argument("--pretrain", action="store_true", help="run as the synthetic pretraining (lmfusion.config.pretraining)")
     args = ap.parse_args()
 
     p = pretraining.load_params(args.params, ("base", "heatmap"), args.pretrain)

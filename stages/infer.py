@@ -19,7 +19,7 @@ from lmfusion.config import load_params
 from lmfusion.data.prepared import load_prepared
 from lmfusion.errors import DataError
 from lmfusion.io import atomic_path, write_json
-from lmfusion.infer import Networks
+from lmfusion.nets.infer import Networks
 from lmfusion.stage import stage_main
 
 

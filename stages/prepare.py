@@ -17,7 +17,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from lmfusion.anatomy import lumbosacral_turn_deg
-from lmfusion import pretraining
+from lmfusion.config import pretraining
 from lmfusion.data.prepared import save_prepared
 from lmfusion.data.preprocess import preprocess_sizes
 from lmfusion.data.readers import Study, read_dataset
@@ -48,7 +48,7 @@ def main() -> None:
     for name in ("data_path", "out_dir", "metrics_json", "montage_png"):
         ap.add_argument(name)
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--pretrain", action="store_true", help="run as the synthetic pretraining (lmfusion.pretraining)")
+    ap.add_argument("--pretrain", action="store_true", help="run as the synthetic pretraining (lmfusion.config.pretraining)")
     args = ap.parse_args()
 
     p = pretraining.load_params(args.params, ("base", "data", "prepare"), args.pretrain)

@@ -12,8 +12,8 @@ import argparse
 import os
 
 from lmfusion.config import LANDMARKS, load_params
-from lmfusion.data import synth
-from lmfusion.data.synth.study import check_style
+from lmfusion import synth
+from lmfusion.synth.styles import check_style
 from lmfusion.errors import ParamError
 from lmfusion.figures.drawing import write_png
 from lmfusion.figures.synth import challenge_montage

@@ -19,7 +19,8 @@ import json
 import shutil
 from pathlib import Path
 
-from lmfusion import report, runs
+from lmfusion.reporting import report
+from lmfusion.tracking import runs
 from lmfusion.figures import charts
 from lmfusion.config import load_params
 from lmfusion.data.prepared import load_prepared

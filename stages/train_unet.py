@@ -8,7 +8,7 @@ Validation uses the heatmaps stage's targets (HEATMAPS_DIR/targets.npy); augment
 rendered from the moved landmarks at heatmap.sigma. Writes MODEL_DIR/model.pt (best weights by val loss),
 METRICS_JSON, LOSS_CSV (epoch, train_loss, val_loss) and AUGMENT_PNG; CHECKPOINT is updated after every epoch and
 resumed from when it matches the params and data. `weights: synthetic` starts from DIR/synthetic/model.pt (the
-synthetic pretraining's model); `--pretrain` trains as that pretraining (lmfusion.pretraining: its data, the
+synthetic pretraining's model); `--pretrain` trains as that pretraining (lmfusion.config.pretraining: its data, the
 pretrain_unet schedule). Also runs under `torchrun --nproc_per_node=N`.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lmfusion import pretraining
+from lmfusion.config import pretraining
 from lmfusion.anatomy import sacrum_anchor
 from lmfusion.data.datasets import HeatmapDataset
 from lmfusion.data.prepared import load_prepared

@@ -8,7 +8,7 @@ Reads params sections base, augment and train_xception. Writes MODEL_DIR/model.p
 METRICS_JSON, LOSS_CSV (epoch, train_loss, val_loss) and AUGMENT_PNG (augmented training samples); CHECKPOINT is
 updated after every epoch and resumed from when it matches the params and data. `weights: synthetic` starts from
 DIR/synthetic/model.pt (the synthetic pretraining's model); `--pretrain` trains as that pretraining
-(lmfusion.pretraining: its data, the pretrain_xception schedule). Also runs under `torchrun --nproc_per_node=N`.
+(lmfusion.config.pretraining: its data, the pretrain_xception schedule). Also runs under `torchrun --nproc_per_node=N`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lmfusion import pretraining
+from lmfusion.config import pretraining
 from lmfusion.coords import from_norm
 from lmfusion.data.datasets import RegressorDataset
 from lmfusion.data.prepared import load_prepared

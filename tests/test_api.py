@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import run
+from helpers import run
 from lmfusion.api import MIN_SIDE_PX, LandmarkPredictor
 from lmfusion.config import PrepareConfig
 from lmfusion.errors import DataError

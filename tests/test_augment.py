@@ -1,5 +1,5 @@
 """Augmentation (lmfusion.data.augment), the datasets that apply it (lmfusion.data.datasets) and the networks'
-input normalization they share with inference (lmfusion.infer.to_input)."""
+input normalization they share with inference (lmfusion.nets.infer.to_input)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from lmfusion.config import AugmentConfig
 from lmfusion.data.augment import IDENTITY, apply_affine, augment, draw_affine, random_affine
 from lmfusion.data.datasets import HeatmapDataset, RegressorDataset
 from lmfusion.heatmaps import encode
-from lmfusion.infer import to_input
+from lmfusion.nets.infer import to_input
 
 ALL_OFF = AugmentConfig(translate=False, rotate=False, scale=False)
 

@@ -12,11 +12,11 @@ import pytest
 import torch
 import yaml
 
-from conftest import TINY_PARAMS, deep_update, load_benchmark
-from lmfusion import report
+from helpers import TINY_PARAMS, deep_update, load_benchmark
+from lmfusion.reporting import report
 from lmfusion.config import LANDMARKS
 from lmfusion.errors import DataError
-from lmfusion.models import build_heatmap_net, build_regressor, save_model
+from lmfusion.nets.models import build_heatmap_net, build_regressor, save_model
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from conftest import load_benchmark
+from helpers import load_benchmark
 from lmfusion.config import LANDMARKS
 from lmfusion.data.readers import read_dataset
 

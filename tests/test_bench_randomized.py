@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import load_benchmark
+from helpers import load_benchmark
 from lmfusion.config import LANDMARKS, load_params
 from lmfusion.errors import DataError
 

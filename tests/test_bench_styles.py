@@ -14,15 +14,15 @@ import pytest
 import torch
 import yaml
 
-from conftest import TINY_PARAMS, deep_update, load_benchmark
+from helpers import TINY_PARAMS, deep_update, load_benchmark
 from lmfusion import metrics
 from lmfusion.config import LANDMARKS
-from lmfusion.data.synth import generate_study
+from lmfusion.synth import generate_study
 from lmfusion.decoding import METHODS, LandmarkDecoder
 from lmfusion.errors import DataError
 from lmfusion.io import write_json
-from lmfusion.models import build_heatmap_net, build_regressor, save_model
-from lmfusion.report_styles import styles_section
+from lmfusion.nets.models import build_heatmap_net, build_regressor, save_model
+from lmfusion.reporting.styles import styles_section
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import peaks_xy
+from helpers import peaks_xy
 from lmfusion.coords import rescale, to_norm
 from lmfusion.decoding import DECODER_FILE, METHODS, LandmarkDecoder, fit, fusion, peaks
 from lmfusion.decoding.chain import ChainSettings

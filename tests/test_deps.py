@@ -44,7 +44,7 @@ def test_a_removed_dep_is_named() -> None:
 def test_the_walk_follows_function_level_imports_and_skips_type_checking(tmp_path: Path) -> None:
     script = tmp_path / "s.py"
     script.write_text("from typing import TYPE_CHECKING\n"
-                      "if TYPE_CHECKING:\n    from lmfusion.models import build_regressor\n"
+                      "if TYPE_CHECKING:\n    from lmfusion.nets.models import build_regressor\n"
                       "def f():\n    from lmfusion import metrics\n")
     names = {p.relative_to(deps.ROOT).as_posix() for p in deps.package_files(script)}
     assert "metrics.py" in names and "coords.py" in names and "__init__.py" in names  # metrics imports coords

@@ -1,4 +1,4 @@
-"""A pretrained start (lmfusion.finetune): 11-landmark weights into 5-landmark networks, what must match, where
+"""A pretrained start (lmfusion.nets.finetune): 11-landmark weights into 5-landmark networks, what must match, where
 `weights: synthetic` points, and the weights file in the training's checkpoint hash."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from lmfusion import finetune
+from lmfusion.nets import finetune
 from lmfusion.config import LANDMARKS, XceptionConfig
 from lmfusion.errors import DataError, ParamError
-from lmfusion.models import build_heatmap_net, build_regressor, save_model
+from lmfusion.nets.models import build_heatmap_net, build_regressor, save_model
 from lmfusion.training import job
 
 DISCS = ("L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1")

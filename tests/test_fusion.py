@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import peaks_xy
+from helpers import peaks_xy
 from lmfusion.decoding import fit, fusion
 from lmfusion.errors import DataError, ParamError
 from lmfusion.heatmaps import encode

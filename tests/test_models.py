@@ -1,4 +1,4 @@
-"""Network builders, weights loading and the saved model format (lmfusion.models)."""
+"""Network builders, weights loading and the saved model format (lmfusion.nets.models)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import pytest
 import torch
 import yaml
 
-from conftest import run_stage, stage_cmd
+from helpers import run_stage, stage_cmd
 from lmfusion.errors import DataError, LmfusionError, ParamError
-from lmfusion.models import build_heatmap_net, build_regressor, load_model, save_model
+from lmfusion.nets.models import build_heatmap_net, build_regressor, load_model, save_model
 
 UNET = {"arch": "Unet", "encoder": "resnet18", "n_landmarks": 3, "encoder_depth": 3, "decoder_channels": [16, 8, 8]}
 

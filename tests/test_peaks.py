@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import peaks_xy
+from helpers import peaks_xy
 from lmfusion.decoding import peaks
 from lmfusion.decoding.peaks import argmax, local_maxima, refine, rival_ratio, values_at
 from lmfusion.heatmaps import encode

@@ -9,7 +9,7 @@ import time
 import pandas as pd
 import pytest
 
-from conftest import run
+from helpers import run
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import TINY_PARAMS, deep_update, make_pipeline_repo, run
+from helpers import TINY_PARAMS, deep_update, make_pipeline_repo, run
 from lmfusion.config import LANDMARKS
 
 pytestmark = pytest.mark.slow

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import TINY_PARAMS, deep_update, make_pipeline_repo, run
+from helpers import TINY_PARAMS, deep_update, make_pipeline_repo, run
 from lmfusion.data.readers.rsna2024 import DISCS
 from lmfusion.decoding import METHODS
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import run
+from helpers import run
 from lmfusion.data.dicom import read_dicom
 from lmfusion.decoding import METHODS
 

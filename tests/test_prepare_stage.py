@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import SPLIT, peaks_xy, points_of, truth_points, write_challenge
+from helpers import SPLIT, peaks_xy, points_of, truth_points, write_challenge
 from lmfusion.config import LANDMARKS, PrepareConfig
 from lmfusion.data.dicom import read_dicom
 from lmfusion.data.prepared import load_prepared

@@ -1,4 +1,4 @@
-"""The synthetic pretraining's view of params.yaml (lmfusion.pretraining) and the generator's style hook."""
+"""The synthetic pretraining's view of params.yaml (lmfusion.config.pretraining) and the generator's style hook."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lmfusion import pretraining
+from lmfusion.config import pretraining
 from lmfusion.config import LANDMARKS
-from lmfusion.data import synth
+from lmfusion import synth
 from lmfusion.errors import ParamError
 
 REPO = Path(__file__).resolve().parents[1]

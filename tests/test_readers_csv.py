@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import H, W, study_pixels, truth_points, write_image
+from helpers import H, W, study_pixels, truth_points, write_image
 from lmfusion.config import LANDMARKS
 from lmfusion.data.dicom import write_dicom
 from lmfusion.data.readers import read_csv, read_dataset

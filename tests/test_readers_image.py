@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import write_image
+from helpers import write_image
 from lmfusion.data.readers import read_image
 from lmfusion.errors import DataError
 

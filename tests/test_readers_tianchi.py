@@ -9,7 +9,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from conftest import SPLIT, H, W, points_of, study_pixels, truth_points, write_challenge
+from helpers import SPLIT, H, W, points_of, study_pixels, truth_points, write_challenge
 from lmfusion.config import LANDMARKS
 from lmfusion.data.dicom import write_dicom
 from lmfusion.data.readers import read_dataset, read_tianchi

@@ -11,10 +11,10 @@ import pytest
 
 from lmfusion.anatomy import TURN_POINTS, lumbosacral_turn_deg
 from lmfusion.config import LANDMARKS
-from lmfusion.data import synth
-from lmfusion.data.synth import mri, phantom
-from lmfusion.data.synth.study import HARD_CASES
-from lmfusion.data.synth import spine as phantom_spine
+from lmfusion import synth
+from lmfusion.synth import mri, phantom
+from lmfusion.synth.common import HARD_CASES
+from lmfusion.synth import spine as phantom_spine
 from lmfusion.data.dicom import read_dicom, read_header
 from lmfusion.data.series import choose_mid_sagittal_t2
 from lmfusion.errors import DataError, ParamError

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import yaml
 
-from lmfusion import cli
+from lmfusion.cli import main as cli
 from lmfusion.config import LANDMARKS, load_params
-from lmfusion.data import synth
-from lmfusion.data.synth import mri, phantom, randomize, randomize_anatomy, randomize_mri, study
-from lmfusion.data.synth import spine as phantom_spine
+from lmfusion import synth
+from lmfusion.synth import common, mri, phantom, randomize, randomize_anatomy, randomize_mri, styles
+from lmfusion.synth import spine as phantom_spine
 from lmfusion.errors import ParamError
 from lmfusion.figures.synth import hard_case_gallery
 
@@ -23,11 +23,10 @@ def _files(root: Path) -> dict[str, bytes]:
 
 
 def test_the_style_is_accepted_by_the_cli_params_and_generator(tmp_path: Path) -> None:
-    assert cli.STYLES == tuple(study.STYLES)
     args = cli.build_parser().parse_args(["synth", "--out", "x", "--style", "randomized"])
     assert args.style == "randomized"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"pretrain": {"style": "randomized"}}))
-    study.check_style(load_params(tmp_path / "params.yaml", ("pretrain",))["pretrain"].style)
+    styles.check_style(load_params(tmp_path / "params.yaml", ("pretrain",))["pretrain"].style)
     with pytest.raises(ParamError, match="^synth style: unknown style 'stir'; known: default, target, randomized, "
                                          "unseen$"):
         synth.generate_study(np.random.default_rng(0), style="stir")
@@ -37,7 +36,7 @@ def test_same_seed_same_bytes(tmp_path: Path) -> None:
     a = synth.write_dataset(tmp_path / "a", n=2, seed=4, style="randomized")
     synth.write_dataset(tmp_path / "b", n=2, seed=4, style="randomized")
     assert _files(tmp_path / "a") == _files(tmp_path / "b") and a["images"] == 10
-    assert set(a["cases"]) == set(study.style_cases("randomized"))
+    assert set(a["cases"]) == set(styles.style_cases("randomized"))
 
 
 def test_contrasts_vary_in_ordering_and_some_are_inverted() -> None:
@@ -65,7 +64,7 @@ def test_studies_keep_landmarks_in_the_image_and_apart() -> None:
         np.testing.assert_array_equal(xy, np.round(xy, 2))
         gaps = np.linalg.norm(np.diff(xy, axis=0) * st.spacing, axis=1)
         assert np.all((gaps > 4) & (gaps < 35)), (i, gaps)
-        assert set(st.cases) <= set(study.style_cases("randomized"))
+        assert set(st.cases) <= set(styles.style_cases("randomized"))
 
 
 def _seed_with(thick: bool) -> list[int]:
@@ -85,7 +84,7 @@ def test_landmarks_are_the_centroids_of_the_drawn_mixed_shapes(thick: bool) -> N
     rng = np.random.default_rng(seed)
     sub = randomize.draw_subject(rng)
     pts = np.array([sub.points[n] for n in LANDMARKS])
-    h, w, spacing, affine = study._grid(rng, pts, sub.points["T6"][1])
+    h, w, spacing, affine = common.field_of_view(rng, pts, sub.points["T6"][1])
     assert (h, w) == st.image.shape and spacing == st.spacing
     share = sub.slab.weights((np.arange(h) - affine[1, 2]) / affine[1, 1])  # (J, H)
     polys = [randomize_anatomy.landmark_polys(s) for s in sub.scenes]
@@ -120,6 +119,6 @@ def test_cases_are_named_and_the_gallery_takes_the_style() -> None:
     sub = randomize.draw_subject(np.random.default_rng(0))
     shown = randomize._shown(sub.patient, "T2", sub.slab, randomize_mri.sample_scanner(np.random.default_rng(0)),
                              sub.extras, sub.warp)
-    assert tuple(shown) == study.RANDOMIZED_CASES
+    assert tuple(shown) == common.RANDOMIZED_CASES
     grid = hard_case_gallery(seed=5, n=2, tile=64, style="randomized")
     assert grid.ndim == 3 and grid.shape[2] == 3

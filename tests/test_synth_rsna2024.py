@@ -1,4 +1,4 @@
-"""Synthetic studies in the RSNA 2024 layout (lmfusion.data.synth.rsna2024) and `lmfusion synth --format`."""
+"""Synthetic studies in the RSNA 2024 layout (lmfusion.synth.rsna2024) and `lmfusion synth --format`."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 from lmfusion.config import LANDMARKS
 from lmfusion.data.dicom import read_header
 from lmfusion.data.readers.rsna2024 import DISCS, read_rsna2024
-from lmfusion.data.synth import generate_study
-from lmfusion.data.synth.rsna2024 import write_rsna_dataset
+from lmfusion.synth import generate_study
+from lmfusion.synth.rsna2024 import write_rsna_dataset
 from lmfusion.errors import DataError
 
 SEED, N = 0, 8

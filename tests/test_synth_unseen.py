@@ -7,19 +7,19 @@ from pathlib import Path
 
 import numpy as np
 
-from lmfusion import cli
+from lmfusion.cli import main as cli
 from lmfusion.config import LANDMARKS
-from lmfusion.data import synth
-from lmfusion.data.synth import randomize, randomize_mri, study
+from lmfusion import synth
+from lmfusion.synth import randomize, randomize_mri, styles
 
 FIXED = ("T1-like", "thick slice", "low resolution", "strong bias")  # the cases every unseen study shows
 
 
 def test_the_style_is_accepted_by_the_cli_and_the_generator() -> None:
-    assert "unseen" in study.STYLES and cli.STYLES == tuple(study.STYLES)
+    assert "unseen" in styles.STYLES
     assert cli.build_parser().parse_args(["synth", "--out", "x", "--style", "unseen"]).style == "unseen"
-    study.check_style("unseen")  # pretrain.style is checked by this too: the style is kept off training by convention
-    assert study.style_cases("unseen") == study.style_cases("randomized")
+    styles.check_style("unseen")  # pretrain.style is checked by this too: the style is kept off training by convention
+    assert styles.style_cases("unseen") == styles.style_cases("randomized")
 
 
 def test_same_seed_same_bytes_and_every_study_shows_the_fixed_choices(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from conftest import REPO, run_stage, stage_cmd
+from helpers import REPO, run_stage, stage_cmd
 from lmfusion import tracking
 
 

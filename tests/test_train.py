@@ -14,12 +14,12 @@ import torch
 import yaml
 from torch import nn
 
-from conftest import STAGE_NAMES, STAGE_PARAMS, STAGE_SIZE, run_stage, stage_cmd
+from helpers import STAGE_NAMES, STAGE_PARAMS, STAGE_SIZE, run_stage, stage_cmd
 from lmfusion.training import loop as train
 from lmfusion.config import AugmentConfig, TrainConfig, XceptionConfig
 from lmfusion.data.datasets import HeatmapDataset, RegressorDataset
 from lmfusion.data.prepared import load_prepared
-from lmfusion.models import build_heatmap_net, build_regressor
+from lmfusion.nets.models import build_heatmap_net, build_regressor
 
 
 def _fit_regressor(inputs: Path, tmp: Path, cfg: TrainConfig) -> tuple[train.FitResult, nn.Module]:

@@ -18,7 +18,7 @@ from lmfusion.config.decoding import FusionConfig
 from lmfusion.data.preprocess import preprocess
 from lmfusion.decoding import DECODER_FILE, METHODS, LandmarkDecoder
 from lmfusion.errors import DataError, ParamError
-from lmfusion.infer import Networks
+from lmfusion.nets.infer import Networks
 
 MODEL_FILES = {"regressor": Path("models/xception/model.pt"), "heatmap": Path("models/unet/model.pt")}
 MODELS_DIR = Path("models")  # the decoder is MODELS_DIR / DECODER_FILE

@@ -25,7 +25,7 @@ from lmfusion.config.sections import (FORMAT_ALIASES, LANDMARKS, PRETRAINED, Aug
 from lmfusion.config.training import (PretrainConfig, PretrainUnetConfig, PretrainXceptionConfig, TrainConfig,
                                       UnetConfig, XceptionConfig)
 from lmfusion.errors import ParamError
-from lmfusion.typecheck import coerce
+from lmfusion.config.typecheck import coerce
 
 _EAGER: dict[str, type] = {
     "base": BaseConfig,

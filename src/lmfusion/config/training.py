@@ -48,7 +48,7 @@ class XceptionConfig(TrainConfig):
     model: str = "legacy_xception"  # any timm model name
     dropout: float = 0.2
     loss: Literal["mse", "smooth_l1", "wing"] = "mse"  # mse: the paper's (lmfusion.training.losses.CoordinateLoss)
-    head: Literal["pooled", "flatten"] = "pooled"  # pooled: the paper's (lmfusion.models.build_regressor)
+    head: Literal["pooled", "flatten"] = "pooled"  # pooled: the paper's (lmfusion.nets.models.build_regressor)
     epochs: int = 20
     lr: float = 3e-4
     scheduler: Literal["none", "cosine", "onecycle"] = "onecycle"

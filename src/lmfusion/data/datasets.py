@@ -1,5 +1,5 @@
 """Torch datasets over the prepared in-memory arrays; inputs go through the networks' one normalization
-(lmfusion.infer.to_input).
+(lmfusion.nets.infer.to_input).
 
 Legend: N images, K landmarks, S image side.
 
@@ -19,7 +19,7 @@ from lmfusion.config import AugmentConfig
 from lmfusion.coords import from_norm, to_norm
 from lmfusion.data.augment import augment
 from lmfusion.heatmaps import encode
-from lmfusion.infer import to_input
+from lmfusion.nets.infer import to_input
 
 
 class _AugmentedDataset(Dataset):

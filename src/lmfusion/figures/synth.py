@@ -11,15 +11,15 @@ import numpy as np
 
 from lmfusion import config
 from lmfusion.data.dicom import read_dicom, read_header
-from lmfusion.data.synth.tianchi import SPLITS
-from lmfusion.data.synth.study import generate_study, style_cases
+from lmfusion.synth.tianchi import SPLITS
+from lmfusion.synth.styles import generate_study, style_cases
 from lmfusion.errors import DataError
 from lmfusion.figures.drawing import draw_points, landmark_colors, montage, to_bgr
 
 
 def challenge_montage(out: Path, count: int = 16, names: tuple[str, ...] = config.LANDMARKS) -> np.ndarray:
     """A BGR montage of the first `count` annotated slices with their landmarks, read back from a dataset written
-    by lmfusion.data.synth.write_dataset (the challenge's layout)."""
+    by lmfusion.synth.write_dataset (the challenge's layout)."""
     out = Path(out)
     tiles, captions = [], []
     colors = landmark_colors(names)
@@ -53,7 +53,7 @@ def challenge_montage(out: Path, count: int = 16, names: tuple[str, ...] = confi
 
 def hard_case_gallery(seed: int, n: int, names: tuple[str, ...] = config.LANDMARKS, tile: int = 320,
                       style: str = "default") -> np.ndarray:
-    """A BGR grid with one study per hard case (study.style_cases(style)) among studies 0..n-1 of `seed` in `style`
+    """A BGR grid with one study per hard case (styles.style_cases(style)) among studies 0..n-1 of `seed` in `style`
     (with the dataset's seed and style: studies of the dataset), each study shown once, its annotated slice with the
     landmarks. The rarest cases choose first; a study whose sacrum is cut off is the last choice for the other cases
     (the junction is hidden)."""

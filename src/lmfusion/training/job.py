@@ -1,6 +1,6 @@
 """What both training stages share: seeding, resuming, tracking and their outputs.
 
-Outputs (rank 0 only): MODEL_DIR/model.pt (the best weights by val loss, see lmfusion.models.save_model), the
+Outputs (rank 0 only): MODEL_DIR/model.pt (the best weights by val loss, see lmfusion.nets.models.save_model), the
 metrics JSON, the per-epoch loss CSV (epoch, train_loss, val_loss) and the augmentation preview PNG. The checkpoint
 holds the hash of the params and data it was trained on; another hash starts a fresh training. With the same hash
 a finished checkpoint is not trained further: a forced rerun (dvc repro -f) writes the same outputs again from it;
@@ -25,14 +25,15 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from lmfusion import finetune, tracking
+from lmfusion import tracking
+from lmfusion.nets import finetune
 from lmfusion.training import distributed
 from lmfusion import deps
 from lmfusion.config import PRETRAINED, TrainConfig, as_dict
 from lmfusion.data.prepared import Prepared
 from lmfusion.errors import DataError
 from lmfusion.io import file_digest, write_json
-from lmfusion.models import IMAGENET, build_heatmap_net, build_regressor, save_model
+from lmfusion.nets.models import IMAGENET, build_heatmap_net, build_regressor, save_model
 from lmfusion.figures.drawing import write_png
 from lmfusion.training.loop import FitResult, fit, load_checkpoint
 
@@ -87,7 +88,7 @@ def stage_arguments(doc: str, inputs: Sequence[str]) -> tuple[argparse.Namespace
         ap.add_argument(name)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--pretrained", type=Path, help="folder holding the synthetic pretraining's model")
-    ap.add_argument("--pretrain", action="store_true", help="train as the synthetic pretraining (lmfusion.pretraining)")
+    ap.add_argument("--pretrain", action="store_true", help="train as the synthetic pretraining (lmfusion.config.pretraining)")
     args = ap.parse_args()
     return args, StageOutputs(*(Path(getattr(args, f.name)) for f in dataclasses.fields(StageOutputs)))
 

@@ -10,12 +10,12 @@ from lmfusion.config import LANDMARKS
 from lmfusion.decoding import METHODS
 from lmfusion.errors import LmfusionError
 from lmfusion.stage import stage_main
+from lmfusion.synth.styles import STYLES
 
-STYLES = ("default", "target", "randomized", "unseen")  # synth.study.STYLES, checked by tests/test_synth_randomized.py
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from lmfusion.data import synth
+    from lmfusion import synth
     from lmfusion.figures.drawing import write_png
 
     if args.gallery:
@@ -31,7 +31,7 @@ def _synth(args: argparse.Namespace) -> int:
         raise LmfusionError(f"{out}: exists and is not empty; remove it or choose another --out "
                             "(nothing is overwritten)")
     if args.format == "rsna2024":
-        from lmfusion.data.synth import rsna2024
+        from lmfusion.synth import rsna2024
         from lmfusion.figures.rsna2024 import rsna2024_montage
 
         summary = rsna2024.write_rsna_dataset(out, n=args.n, seed=args.seed)
@@ -49,7 +49,7 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from lmfusion.cli_predict import run_predict  # torch and the models load only for this command
+    from lmfusion.cli.predict import run_predict  # torch and the models load only for this command
 
     return run_predict(args)
 
@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "rsna2024 (five discs)")
     p.add_argument("--n", type=int, default=200, help="number of studies (default 200: 150 + 50, like the paper)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--style", choices=STYLES, default="default",
+    p.add_argument("--style", choices=tuple(STYLES), default="default",
                    help="default (as varied as real series), target (all STIR-like, steep junctions: a small set in "
                         "another style, for measuring fine-tuning), randomized (every tissue value, the acquisition "
                         "and more anatomy drawn per study, SynthSeg-like domain randomization) or unseen (T1-like, low "

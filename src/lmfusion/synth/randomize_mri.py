@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from lmfusion.data.synth import mri
+from lmfusion.synth import mri
 
 ORDERINGS = ("T2", "T1", "inverted", "random")
 _P_ORDERINGS = (0.3, 0.2, 0.15, 0.35)

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lmfusion.data.synth import spine
-from lmfusion.data.synth.phantom import (DISCS, LEVELS, Anatomy, Patient, Shape, bezier, centroid, ellipse, rotate,
+from lmfusion.synth import spine
+from lmfusion.synth.phantom import (DISCS, LEVELS, Anatomy, Patient, Shape, bezier, centroid, ellipse, rotate,
                                          rounded_quad)
 
 BODIES = LEVELS + tuple(f"S{j + 1}" for j in range(8))  # build_sagittal's exact cortex shapes, in painter's order

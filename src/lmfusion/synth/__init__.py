@@ -4,7 +4,10 @@
     axial       the axial slice through the L4-L5 disc
     spine       the sagittal spine: vertebral bodies, discs, sacrum, canal and posterior elements
     mri         rendering and acquisition: tissue values, texture, k-space, bias field, noise
-    study       one study: matrix, spacing, field of view, series and the annotated landmarks
+    common      what every style's study shares: the series written (SynthImage, SynthStudy), field of view and
+                matrix, grading tags, hard cases
+    study       the default and target styles' study: its series and the annotated landmarks
+    styles      the registry of styles (default, target, randomized, unseen) and generate_study
     randomize   the randomized style's study (SynthSeg-like): slab and scoliotic roll, mixed landmarks; with
                 randomize_anatomy (wider subject, extra structures, elastic deformation) and randomize_mri
                 (every tissue value and the acquisition drawn per study); the unseen style (a yardstick for
@@ -18,7 +21,8 @@ Their pictures (montages read back, the hard-case gallery) are in lmfusion.figur
 
 from __future__ import annotations
 
-from lmfusion.data.synth.tianchi import SPLITS, write_dataset
-from lmfusion.data.synth.study import SynthImage, SynthStudy, generate_study
+from lmfusion.synth.common import SynthImage, SynthStudy
+from lmfusion.synth.styles import STYLES, generate_study
+from lmfusion.synth.tianchi import SPLITS, write_dataset
 
-__all__ = ["SPLITS", "SynthImage", "SynthStudy", "generate_study", "write_dataset"]
+__all__ = ["SPLITS", "STYLES", "SynthImage", "SynthStudy", "generate_study", "write_dataset"]

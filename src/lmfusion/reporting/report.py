@@ -14,9 +14,9 @@ import numpy as np
 from lmfusion import metrics
 from lmfusion.decoding import METHODS, LandmarkDecoder
 from lmfusion.evaluation import SplitOutputs, decode_split
-from lmfusion.markdown import fmt, pct, table
-from lmfusion.report_benchmarks import experiments_section, finetune_section, regressor_section
-from lmfusion.report_styles import styles_section
+from lmfusion.reporting.markdown import fmt, pct, table
+from lmfusion.reporting.benchmarks import experiments_section, finetune_section, regressor_section
+from lmfusion.reporting.styles import styles_section
 
 FIGURES = (
     ("sdr_curve.png", "Success detection rate against radius on the test split, one line per method."),

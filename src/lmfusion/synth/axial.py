@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lmfusion.data.synth.phantom import LEVELS, Anatomy, Patient, Shape, ellipse
+from lmfusion.synth.phantom import LEVELS, Anatomy, Patient, Shape, ellipse
 
 def build_axial(p: Patient) -> Anatomy:
     """A transverse slice through the L4-L5 disc: canal centre at the origin, u to the patient's left, v posterior."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from lmfusion.data.synth.phantom import Anatomy
+from lmfusion.synth.phantom import Anatomy
 
 # tissue: T2 and T1 intensity (CSF on T2 = 1), texture amplitudes: fine (marrow), coarse (0.5 cm), muscle striation
 _AA_GROWTH = 0.7  # px

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from lmfusion.data.synth.study import generate_study
+from lmfusion.synth.styles import generate_study
 
 
 def map_ordered(fn: Callable[[Any], Any], jobs: Iterable[Any], workers: int) -> Iterator[Any]:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from lmfusion.errors import DataError
-from lmfusion.models import load_model
+from lmfusion.nets.models import load_model
 
 
 def to_input(images_u8: np.ndarray) -> torch.Tensor:

@@ -20,7 +20,8 @@ from pydicom.uid import generate_uid
 from lmfusion import config
 from lmfusion.data.dicom import write_dicom
 from lmfusion.data.readers.rsna2024 import CONDITION, DESCRIPTIONS, DISCS, IMAGES, LABELS, LEVELS, SERIES
-from lmfusion.data.synth.study import SynthStudy, generate_study
+from lmfusion.synth.common import SynthStudy
+from lmfusion.synth.styles import generate_study
 from lmfusion.errors import DataError, ParamError
 from lmfusion.io import atomic_path
 

@@ -10,8 +10,9 @@ from pydicom.uid import generate_uid
 
 from lmfusion import config
 from lmfusion.data.dicom import write_dicom
-from lmfusion.data.synth.parallel import map_ordered
-from lmfusion.data.synth.study import SynthStudy, check_names, check_style, generate_study, style_cases
+from lmfusion.synth.parallel import map_ordered
+from lmfusion.synth.common import SynthStudy, check_names
+from lmfusion.synth.styles import check_style, generate_study, style_cases
 from lmfusion.errors import DataError, ParamError
 from lmfusion.io import atomic_path, write_json
 
@@ -78,7 +79,7 @@ def write_dataset(out: Path, n: int, seed: int, names: tuple[str, ...] = config.
 
     Study i is drawn from `np.random.default_rng([seed, i])`, so it depends neither on `n` nor on `workers` (processes
     drawing studies at once: the files are the same bytes). Returns a summary: counts, the largest matrix and how many
-    studies show each hard case (study.style_cases).
+    studies show each hard case (styles.style_cases).
     """
     out = Path(out)
     names = tuple(names)

@@ -1,7 +1,7 @@
 """Starting a network from a pretrained one: what `weights: synthetic` points to, loading a saved lmfusion model
 into a network for another landmark set, and the part that `freeze_epochs` holds still.
 
-A saved model (lmfusion.models.save_model) loads by tensor name and shape. With the same landmarks every tensor
+A saved model (lmfusion.nets.models.save_model) loads by tensor name and shape. With the same landmarks every tensor
 loads; with others (11 pretrained, 5 fine-tuned) the backbone / encoder and the U-Net's decoder load and the heads,
 which hold one output per landmark, start fresh. The log says which parts loaded. Both networks are fully
 convolutional up to their pooling or output, so an input size other than the pretrained one works; a backbone that

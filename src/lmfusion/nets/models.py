@@ -3,7 +3,7 @@
 Legend: N images, K landmarks, S input side, H x W heatmap pixels (= S x S here).
 Weights: null (from scratch), a local file, or `imagenet`, which timm and smp fetch into their own caches (the only
 download, and only when a param asks for it); the first convolution is adapted to the one input channel
-(lmfusion.weights).
+(lmfusion.nets.weights).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from torch import nn
 
 from lmfusion.errors import DataError, ParamError
 from lmfusion.io import atomic_path
-from lmfusion.weights import IMAGENET, fetching, imagenet_encoder, load_weights
+from lmfusion.nets.weights import IMAGENET, fetching, imagenet_encoder, load_weights
 
 log = logging.getLogger("lmfusion")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lmfusion.markdown import fmt, pct, table
+from lmfusion.reporting.markdown import fmt, pct, table
 
 
 def experiments_section(rows: list[dict], radius: float) -> list[str]:

@@ -4,9 +4,9 @@
 Per study it draws a subject wider than the default style's with structures the default never draws and one
 elastic deformation (randomize_anatomy), the slice through it (a thick slab mixing sub-slices, a scoliotic roll
 that takes the plane off the midline at some levels), every tissue's value and the acquisition (randomize_mri).
-The field of view, the series and their headers are drawn as in `study` (fields of view to T8, the sacrum cut off,
-any matrix). `study.generate_study` enters here only for this style and the unseen one, so the other styles'
-draws are untouched. The unseen style (`--style unseen`, benchmarks/bench_styles.py's yardstick, never trained on)
+The field of view, the series and their headers are drawn as in `common` (fields of view to T8, the sacrum cut off,
+any matrix). The style registry (`styles`) sends the randomized and unseen styles here; the other styles' draws are
+untouched. The unseen style (`--style unseen`, benchmarks/bench_styles.py's yardstick, never trained on)
 is this generator with three draws fixed (UNSEEN): always a thick slab (three sub-slices 6-10 mm across), a T1-like
 contrast (randomize_mri.t1_values) and a low-resolution, strongly biased acquisition
 (randomize_mri.low_resolution_scanner); its anatomy is drawn as the randomized style's.
@@ -24,10 +24,11 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from lmfusion.data.synth import axial, mri, phantom
-from lmfusion.data.synth import randomize_anatomy as anat
-from lmfusion.data.synth import randomize_mri as rmri
-from lmfusion.data.synth.study import (_DESCRIPTIONS, _TOP_LEVEL, SynthImage, SynthStudy, _cases, _grid, _tags)
+from lmfusion.synth import axial, mri, phantom
+from lmfusion.synth import randomize_anatomy as anat
+from lmfusion.synth import randomize_mri as rmri
+from lmfusion.synth.common import (DESCRIPTIONS, TOP_LEVEL, SynthImage, SynthStudy, field_of_view, grading_tags,
+                                   hard_cases)
 
 _SAGITTAL = (0.0, 1.0, 0.0, 0.0, 0.0, -1.0)
 Weights = Callable[[np.ndarray], np.ndarray]  # v (rows,) mm -> (J, rows) each scene's share, summing to 1
@@ -144,7 +145,7 @@ def _render(scenes: list[phantom.Anatomy], weights: Weights, values: dict[str, f
 
 def _shown(p: phantom.Patient, kind: str, slab: Slab, sc: rmri.Scanner, extras: anat.Extras,
            warp: anat.Warp) -> dict[str, bool]:
-    """Which of study.RANDOMIZED_CASES a randomized study shows."""
+    """Which of common.RANDOMIZED_CASES a randomized study shows."""
     return {"inverted": kind == "inverted", "T1-like": kind == "T1", "random contrast": kind == "random",
             "thick slice": len(slab.sub) > 1, "scoliotic roll": slab.roll != 0,
             "low resolution": sc.coarse < 1 or min(sc.kspace) < 0.5,
@@ -179,11 +180,11 @@ def draw_subject(rng: np.random.Generator, draws: Draws = RANDOMIZED) -> Subject
 
 def generate_randomized(rng: np.random.Generator, names: tuple[str, ...], draws: Draws = RANDOMIZED) -> SynthStudy:
     """One study of the randomized style (or with UNSEEN, the unseen one) drawn from `rng` (names already checked by
-    study.generate_study)."""
+    styles.generate_study)."""
     sub = draw_subject(rng, draws)
     p, extras, warp, slab, scenes, points = sub.patient, sub.extras, sub.warp, sub.slab, sub.scenes, sub.points
     pts = np.array([points[n] for n in names])
-    h, w, spacing, affine = _grid(rng, pts, points[_TOP_LEVEL][1])
+    h, w, spacing, affine = field_of_view(rng, pts, points[TOP_LEVEL][1])
     to_px = lambda q: q @ affine[:, :2].T + affine[:, 2]  # noqa: E731
     landmarks = np.round(to_px(pts), 2)
     (values, kind), (values1, _) = draws.contrast(rng), draws.contrast(rng)
@@ -191,7 +192,7 @@ def generate_randomized(rng: np.random.Generator, names: tuple[str, ...], draws:
     gap = round(float(rng.uniform(3.8, 5.5)), 2)
     table = np.round(rng.uniform(-40, 40, 2), 2)
     te2, tr2 = round(float(rng.uniform(90, 125)), 1), round(float(rng.uniform(2500, 4200)), 0)
-    descr = {k: str(rng.choice(v)) for k, v in _DESCRIPTIONS.items()}
+    descr = {k: str(rng.choice(v)) for k, v in DESCRIPTIONS.items()}
 
     def position(x: float, sp: tuple[float, float]) -> tuple[float, float, float]:
         return (x, round(table[0] - w * spacing[0] / 2 + sp[0] / 2, 4),
@@ -220,12 +221,12 @@ def generate_randomized(rng: np.random.Generator, names: tuple[str, ...], draws:
     images.append(SynthImage("t2ax", 0, pix, (spa, spa), descr["t2ax"], (1.0, 0.0, 0.0, 0.0, 1.0, 0.0),
                              (round(-centre[0] * spa, 4), round(table[0] - centre[1] * spa, 4), round(float(z), 4)),
                              te2, tr2, sc2.rescale))
-    tags = _tags(p)
+    tags = grading_tags(p)
     extra = {n: (np.round(to_px(v[None])[0], 2), tags[n]) for n, v in points.items() if n not in names and n in tags}
     px = {n: to_px(v[None])[0] for n, v in points.items()}
     fill = float(np.ptp(pts[:, 1]) / (h * spacing[1]))
     stir = values["fat"] < 0.3 * values["csf"] and values["epifat"] < 0.3 * values["csf"]
-    cases = _cases(p, px, (h, w), fill, stir, int(sc2.wrap > 0), sc2, sc2.gamma > 1.6)  # type: ignore[arg-type]
+    cases = hard_cases(p, px, (h, w), fill, stir, int(sc2.wrap > 0), sc2, sc2.gamma > 1.6)  # type: ignore[arg-type]
     shown = _shown(p, kind, slab, sc2, extras, warp)
     return SynthStudy(image=images[1].pixels, landmarks=landmarks, spacing=spacing, names=names,
                       tags=tuple(tags[n] for n in names), extra=extra, images=images, annotated=1,

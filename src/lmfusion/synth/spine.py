@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lmfusion.data.synth.phantom import (DISCS, LEVELS, Anatomy, Patient, Shape, SpineFrame, axis, band, bezier, centroid,
+from lmfusion.synth.phantom import (DISCS, LEVELS, Anatomy, Patient, Shape, SpineFrame, axis, band, bezier, centroid,
                                    ellipse, normal, rotate, rounded_quad, soft_tissue)
 
 _SACRUM = ((24.0, 44.0, -6.0), (20.0, 37.0, -9.0), (16.0, 29.0, -11.0), (13.0, 22.0, -13.0), (10.0, 16.0, -14.0),

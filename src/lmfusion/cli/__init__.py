@@ -1,0 +1,1 @@
+"""The `lmfusion` command (main: `lmfusion synth`; predict: `lmfusion predict`)."""

@@ -1,0 +1,1 @@
+"""The ablation report's Markdown: report (the report stage), benchmarks (the experiments' and fine-tuning sections), styles (the held-out styles' table), markdown (tables), headline (the README's headline table)."""

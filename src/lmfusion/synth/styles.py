@@ -1,0 +1,60 @@
+"""The synthetic styles, in one registry: what `lmfusion synth --style`, `pretrain.style` and the benchmarks name.
+
+    default     as varied as real lumbar series (12 % of series fat-suppressed)
+    target      a small set in another style: every series fat-suppressed (STIR-like), steeper lumbosacral junctions
+                (the pretraining measurement's target domain)
+    randomized  every tissue value, the acquisition and more anatomy drawn per study (randomize: its own draws)
+    unseen      the randomized generator with a thick slice, a T1-like contrast, low resolution and a strong bias
+                field fixed, for judging only (benchmarks/bench_styles.py): no training set should use it
+
+A style is a function (rng, names) -> SynthStudy and the hard cases its studies can show (SynthStudy.cases). A new
+style is one more entry here.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+
+from lmfusion import config
+from lmfusion.errors import ParamError
+from lmfusion.synth import phantom, randomize, study
+from lmfusion.synth.common import HARD_CASES, RANDOMIZED_CASES, SynthStudy, check_names
+
+
+@dataclass(frozen=True)
+class Style:
+    generate: Callable[[np.random.Generator, tuple[str, ...]], SynthStudy]  # names already checked
+    cases: tuple[str, ...]  # the hard cases its studies can show
+
+
+STYLES = {
+    "default": Style(partial(study.generate_phantom_study, p_stir=0.12, lordosis=phantom.LORDOSIS_MEDIAN),
+                     HARD_CASES),
+    "target": Style(partial(study.generate_phantom_study, p_stir=1.0, lordosis=2.0), HARD_CASES),
+    "randomized": Style(partial(randomize.generate_randomized, draws=randomize.RANDOMIZED),
+                        HARD_CASES + RANDOMIZED_CASES),
+    "unseen": Style(partial(randomize.generate_randomized, draws=randomize.UNSEEN), HARD_CASES + RANDOMIZED_CASES),
+}
+
+
+def check_style(style: str) -> None:
+    if style not in STYLES:
+        raise ParamError(f"synth style: unknown style {style!r}; known: {', '.join(STYLES)}")
+
+
+def style_cases(style: str) -> tuple[str, ...]:
+    """The cases a style's studies can show (SynthStudy.cases)."""
+    check_style(style)
+    return STYLES[style].cases
+
+
+def generate_study(rng: np.random.Generator, names: tuple[str, ...] = config.LANDMARKS,
+                   style: str = "default") -> SynthStudy:
+    """One synthetic study (all its images in memory) drawn from `rng` in `style`."""
+    names = tuple(names)
+    check_names(names)
+    check_style(style)
+    return STYLES[style].generate(rng, names)
