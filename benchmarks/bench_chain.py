@@ -15,6 +15,8 @@ import time
 
 import numpy as np
 
+from lmfusion.config import load_params
+from lmfusion.config.geometry import decode_geometry
 from lmfusion.decoding import chain, fit
 from lmfusion.heatmaps import encode
 
@@ -49,11 +51,15 @@ def main() -> None:
     ap.add_argument("--n-candidates", type=int, default=8)
     ap.add_argument("--lend-penalty", type=float, default=None)
     ap.add_argument("--unit", default="mm", choices=chain.UNITS)
+    ap.add_argument("--params", default="params.yaml", help="params.yaml for the chain's lengths (chain.rival_sep...)")
     args = ap.parse_args()
     hm, reg = _load(args.predictions, args.n) if args.predictions else _synthetic(args.n)
     mm = np.full((len(reg), 2), MM_PER_HM_PX)
     model = fit.fit_chain_model(reg, mm, args.unit)
-    settings = chain.ChainSettings(n_candidates=args.n_candidates, lend_penalty=args.lend_penalty)
+    p = load_params(args.params, ("heatmap", "fusion", "chain"))
+    geometry = decode_geometry(p["heatmap"], p["fusion"], p["chain"], hm.shape[-1])  # the params' lengths, scaled
+    settings = chain.ChainSettings(n_candidates=args.n_candidates, lend_penalty=args.lend_penalty,
+                                   rival_sep=geometry.rival_sep, end_radius=geometry.end_radius)
     sigma = np.full(hm.shape[1], 4.0)
     times = []
     for _ in range(args.repeats):

@@ -71,11 +71,11 @@ def _figures(split: dict, key: str) -> dict:
 @stage_main
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--train", type=int, default=150, help="training studies (validation is taken from them)")
     ap.add_argument("--test", type=int, default=50)
     ap.add_argument("--seed", type=int, default=11, help="generator seed of the set")
     ap.add_argument("--style", default="target", help="lmfusion synth --style of the set")
+    ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--crop", type=float, default=0.6, help="largest margin around the spine, x its extent")
     ap.add_argument("--work", default="build/bench_fusion", help="scratch folder (replaced unless --reuse)")
     ap.add_argument("--out", default="benchmarks/fusion")

@@ -38,7 +38,7 @@ def main() -> None:
     net = predictor.networks
     data = load_prepared(root / "build" / "prepared", predictor.names)
     rows = data.split_indices("test")[: args.n]
-    steps = {k: [] for k in ("load", "preprocess", "regressor", "heatmap_net", "decode", "write")}
+    steps = {k: [] for k in ("load", "preprocess", "regressor", "unet", "decode", "write")}
     with tempfile.TemporaryDirectory() as out, torch.no_grad():
         for i, row in enumerate(rows):
             t = time.perf_counter()
@@ -51,8 +51,8 @@ def main() -> None:
             coords = net.regressor(to_input(reg_u8[None])).numpy()  # (1, K, 2)
             steps["regressor"].append(time.perf_counter() - t)
             t = time.perf_counter()
-            heatmaps = torch.sigmoid(net.heatmap_net(to_input(hm_u8[None]))).numpy().astype(np.float16)
-            steps["heatmap_net"].append(time.perf_counter() - t)
+            heatmaps = torch.sigmoid(net.unet(to_input(hm_u8[None]))).numpy().astype(np.float16)
+            steps["unet"].append(time.perf_counter() - t)
             t = time.perf_counter()
             h, w = img.pixels.shape
             dec = predictor.decoder.decode(coords, heatmaps, np.array([[w, h]], np.float64), np.array([img.spacing]))

@@ -26,10 +26,11 @@ from torch import nn
 from lmfusion.training import distributed
 from lmfusion.training import loop as train
 from lmfusion.config import load_params
+from lmfusion.config.geometry import target_sigma
 from lmfusion.data.datasets import HeatmapDataset, RegressorDataset
 from lmfusion.heatmaps import encode
 from lmfusion.nets.infer import to_input
-from lmfusion.nets.models import build_heatmap_net, build_regressor
+from lmfusion.nets.models import build_unet, build_regressor
 from lmfusion.training.losses import CoordinateLoss
 
 
@@ -100,9 +101,9 @@ def main() -> None:
             val_set = RegressorDataset(images[:1], (xy[:1] + 0.5) / size, None, seed=0)
             y = torch.rand(cfg.batch_size, k, 2)
         else:
-            model = build_heatmap_net(cfg.arch, cfg.encoder, k, cfg.encoder_depth, cfg.decoder_channels)
+            model = build_unet(cfg.arch, cfg.encoder, k, cfg.encoder_depth, cfg.decoder_channels)
             loss_fn = nn.BCEWithLogitsLoss()
-            sigma = p["heatmap"].sigma
+            sigma = target_sigma(p["heatmap"], size)
             train_set = HeatmapDataset(images, xy, sigma, p["augment"], seed=0)
             val_set = HeatmapDataset(images[:1], xy[:1], sigma, None, seed=0)
             y = torch.from_numpy(encode(xy[:cfg.batch_size], size, size, sigma, np.float32))

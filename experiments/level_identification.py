@@ -13,8 +13,6 @@ shifts on test and the training time of both networks. The report stage shows th
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
 
 import yaml
 
@@ -49,13 +47,5 @@ def row(name: str, change: str, sha: str) -> dict:
             "train_minutes": round(train / 60, 1)}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=("queue", "collect"))
-    ap.add_argument("--out", type=Path, default=CSV)
-    args = ap.parse_args()
-    SUITE.queue() if args.command == "queue" else SUITE.collect(row, args.out)
-
-
 if __name__ == "__main__":
-    main()
+    SUITE.main(__doc__, row, CSV)

@@ -9,6 +9,7 @@ share the other's training.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import subprocess
@@ -61,3 +62,11 @@ class Suite:
             w.writeheader()
             w.writerows(rows)
         print(f"wrote {len(rows)} experiments to {out}")
+
+    def main(self, doc: str, row: Callable[[str, str, str], dict], csv_path: Path) -> None:
+        """The command line both suites share: `queue` the experiments, or `collect` them into `csv_path`."""
+        ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+        ap.add_argument("command", choices=("queue", "collect"))
+        ap.add_argument("--out", type=Path, default=csv_path)
+        args = ap.parse_args()
+        self.queue() if args.command == "queue" else self.collect(row, args.out)

@@ -13,8 +13,6 @@ validation (what the choice is made on) and test, the gated fusion's test SDR, a
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
 
 import yaml
 
@@ -48,13 +46,5 @@ def row(name: str, change: str, sha: str) -> dict:
             "train_seconds": committed_json(sha, f"metrics/{X}.json")["train_seconds"]}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=("queue", "collect"))
-    ap.add_argument("--out", type=Path, default=CSV)
-    args = ap.parse_args()
-    SUITE.queue() if args.command == "queue" else SUITE.collect(row, args.out)
-
-
 if __name__ == "__main__":
-    main()
+    SUITE.main(__doc__, row, CSV)

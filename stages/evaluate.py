@@ -4,8 +4,9 @@ with every method (direct, argmax, fused, chain); metrics in mm, plots, the fitt
     python stages/evaluate.py PREPARED_DIR OUTPUTS_DIR DECODER_JSON METRICS_JSON PLOTS_DIR RUN_JSON
         [--params params.yaml]
 
-Reads only cached outputs and the fusion / chain / evaluate params, so changing one of them reruns this stage and the
-report in seconds and never a training stage.
+Reads only cached outputs, the fusion / chain / evaluate params and heatmap.reference_size (their lengths are
+given at it: lmfusion.config.geometry scales them to the outputs' heatmaps), so changing a fusion, chain or evaluate
+param reruns this stage and the report in seconds and never a training stage.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ import pandas as pd
 from lmfusion.tracking import runs
 from lmfusion.config import as_dict, load_params
 from lmfusion.config.decoding import EvaluateConfig
+from lmfusion.config.geometry import decode_geometry
 from lmfusion.data.prepared import Prepared, load_prepared
 from lmfusion.decoding import METHODS, Decoded, LandmarkDecoder
 from lmfusion.decoding.fit import fit_decoder
-from lmfusion.evaluation import (SplitOutputs, best_method, decode_split, flag_summary, load_metas, load_split,
-                                 method_metrics, sdr_curve, study_table)
+from lmfusion.decoding.outputs import SplitOutputs
+from lmfusion.evaluation import (best_method, decode_split, flag_summary, load_metas, load_split, method_metrics,
+                                 sdr_curve, study_table)
 from lmfusion.figures.evaluation import evaluation_figures
 from lmfusion.io import atomic_path, write_json
 from lmfusion.metrics import radius_key
@@ -38,15 +41,16 @@ def main() -> None:
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args()
 
-    p = load_params(args.params, ("base", "fusion", "chain", "evaluate"))
+    p = load_params(args.params, ("base", "heatmap", "fusion", "chain", "evaluate"))
     names, fcfg, ecfg = tuple(p["base"].landmarks), p["fusion"], p["evaluate"]
     data = load_prepared(args.prepared, names)
     val = load_split(args.outputs, "val", data)
     test = load_split(args.outputs, "test", data)
     train = data.split_indices("train")
+    geometry = decode_geometry(p["heatmap"], fcfg, p["chain"], size=val.hm_shape[1])  # lengths in heatmap px
 
     decoder, fit, decoded_val = fit_decoder(val, data.landmarks[train], data.spacing[train], fcfg, p["chain"],
-                                            ecfg.target_radius)
+                                            ecfg.target_radius, geometry)
     decoded = decode_split(test, decoder)
     results = {"val": method_metrics(decoded_val, val, names, ecfg), "test": method_metrics(decoded, test, names, ecfg)}
     decoder = decoder.replace(best_method=best_method(results["val"], ecfg.target_radius))

@@ -2,8 +2,9 @@
 
     python stages/heatmaps.py PREPARED_DIR OUT_DIR PREVIEW_PNG [--params params.yaml]
 
-Writes OUT_DIR/targets.npy, (N, K, S_u, S_u) float16 with peak 1 at each landmark (heatmap.sigma in U-Net input
-pixels), row i for row i of the prepared index, and PREVIEW_PNG: the first study's targets overlaid in colour.
+Writes OUT_DIR/targets.npy, (N, K, S_u, S_u) float16 with peak 1 at each landmark (heatmap.sigma, given at
+heatmap.reference_size, scaled to S_u by lmfusion.config.geometry), row i for row i of the prepared index, and
+PREVIEW_PNG: the first study's targets overlaid in colour.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from lmfusion.config import pretraining
+from lmfusion.config.geometry import target_sigma
 from lmfusion.data.prepared import load_prepared
 from lmfusion.errors import DataError
 from lmfusion.figures.drawing import write_png
@@ -33,9 +35,10 @@ def main() -> None:
     args = ap.parse_args()
 
     p = pretraining.load_params(args.params, ("base", "heatmap"), args.pretrain)
-    names, sigma = tuple(p["base"].landmarks), p["heatmap"].sigma
+    names = tuple(p["base"].landmarks)
     data = load_prepared(args.prepared, names)
     n, s = len(data.unet), data.unet.shape[-1]
+    sigma = target_sigma(p["heatmap"], s)  # in U-Net input (= heatmap) pixels
     if n == 0:
         raise DataError(f"{args.prepared}: no studies")
     xy_hm = data.landmarks_at(s)  # (N, K, 2) in U-Net input pixels

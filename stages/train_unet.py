@@ -5,11 +5,11 @@
 
 Reads params sections base, augment, heatmap and train_unet; the input size is that of the prepared U-Net images.
 Validation uses the heatmaps stage's targets (HEATMAPS_DIR/targets.npy); augmented training samples get theirs
-rendered from the moved landmarks at heatmap.sigma. Writes MODEL_DIR/model.pt (best weights by val loss),
-METRICS_JSON, LOSS_CSV (epoch, train_loss, val_loss) and AUGMENT_PNG; CHECKPOINT is updated after every epoch and
-resumed from when it matches the params and data. `weights: synthetic` starts from DIR/synthetic/model.pt (the
-synthetic pretraining's model); `--pretrain` trains as that pretraining (lmfusion.config.pretraining: its data, the
-pretrain_unet schedule). Also runs under `torchrun --nproc_per_node=N`.
+rendered from the moved landmarks at heatmap.sigma (scaled to the input size by lmfusion.config.geometry). Writes
+MODEL_DIR/model.pt (best weights by val loss), METRICS_JSON, LOSS_CSV (epoch, train_loss, val_loss) and AUGMENT_PNG;
+CHECKPOINT is updated after every epoch and resumed from when it matches the params and data. `weights: synthetic`
+starts from DIR/synthetic/model.pt (the synthetic pretraining's model); `--pretrain` trains as that pretraining
+(lmfusion.config.pretraining: its data, the pretrain_unet schedule). Also runs under `torchrun --nproc_per_node=N`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from lmfusion.config import pretraining
+from lmfusion.config.geometry import target_sigma
 from lmfusion.anatomy import sacrum_anchor
 from lmfusion.data.datasets import HeatmapDataset
 from lmfusion.data.prepared import load_prepared
@@ -63,12 +64,13 @@ def _with_anchor(targets: np.ndarray, idx: np.ndarray, xy: np.ndarray, k: int, s
 def main() -> None:
     args, outputs = stage_arguments(__doc__, ("prepared", "heatmaps"))
     p = pretraining.load_params(args.params, SECTIONS + ("pretrain",), args.pretrain)
-    base, aug, cfg, sigma = p["base"], p["augment"], p[STAGE], p["heatmap"].sigma
+    base, aug, cfg = p["base"], p["augment"], p[STAGE]
     names = tuple(base.landmarks)
     data = load_prepared(args.prepared, names)
     train_idx, val_idx = training_splits(data, args.prepared)
     images = data.unet  # (N, S, S) uint8
     size = images.shape[-1]
+    sigma = target_sigma(p["heatmap"], size)  # in U-Net input (= heatmap) pixels
     xy = data.landmarks_at(size)  # (N, K, 2) U-Net input pixels
     targets = load_targets(args.heatmaps, len(images), len(names), size)
     extra = 0

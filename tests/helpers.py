@@ -24,7 +24,7 @@ BIN = Path(sys.executable).parent
 # Shrunken params: the real stages, networks and readers on 14 studies of 64 px, one or two epochs.
 TINY_PARAMS = {
     "prepare": {"unet_size": 64, "regressor_size": 64, "val_size": 3, "test_size": 3},
-    "heatmap": {"sigma": 1.5},
+    "heatmap": {"sigma": 6.0},  # at heatmap.reference_size 256: 1.5 px of the 64 px heatmaps
     "train_xception": {"epochs": 2, "batch_size": 4, "lr": 0.001, "scheduler": "none"},
     "train_unet": {"encoder": "resnet18", "encoder_depth": 3, "decoder_channels": [32, 16, 8], "epochs": 2,
                    "batch_size": 4, "lr": 0.003, "scheduler": "none", "sacrum_channel": True},
@@ -72,7 +72,7 @@ def write_csv_dataset(out: Path, n: int, names: tuple[str, ...], seed: int = 0) 
     """`n` synthetic annotated slices as 16-bit PNGs with landmarks.csv (data.format: csv) for `names`."""
     import pandas as pd
 
-    from lmfusion.data.synth import generate_study
+    from lmfusion.synth import generate_study
     from lmfusion.figures.drawing import write_png
 
     rows = []
@@ -115,7 +115,7 @@ STAGE_NAMES = ["T12-L1", "L1", "L1-L2"]
 STAGE_SIZE = 32
 STAGE_PARAMS = {
     "base": {"seed": 0, "landmarks": STAGE_NAMES},
-    "heatmap": {"sigma": 1.5},
+    "heatmap": {"sigma": 12.0},  # at heatmap.reference_size 256: 1.5 px of the STAGE_SIZE (32 px) images
     "train_xception": {"model": "resnet10t", "dropout": 0.2, "epochs": 3, "batch_size": 4, "lr": 0.001,
                        "scheduler": "onecycle"},
     "train_unet": {"encoder": "resnet18", "encoder_depth": 3, "decoder_channels": [16, 8, 8], "epochs": 1,
@@ -127,6 +127,8 @@ def make_stage_inputs(root: Path, n: int = 12, n_val: int = 4) -> Path:
     """A prepared folder (bright dots at the landmarks of 128 px originals), heatmap targets and STAGE_PARAMS."""
     import pandas as pd
 
+    from lmfusion.config import parse_section
+    from lmfusion.config.geometry import target_sigma
     from lmfusion.coords import rescale
     from lmfusion.data.prepared import load_prepared, save_prepared
     from lmfusion.heatmaps import encode
@@ -149,8 +151,8 @@ def make_stage_inputs(root: Path, n: int = 12, n_val: int = 4) -> Path:
     save_prepared(root / "prepared", pd.DataFrame(rows), images(size), images(size))
     data = load_prepared(root / "prepared", tuple(names))
     (root / "heatmaps").mkdir()
-    np.save(root / "heatmaps" / "targets.npy",
-            encode(data.landmarks_at(size), size, size, STAGE_PARAMS["heatmap"]["sigma"], dtype=np.float16))
+    sigma = target_sigma(parse_section("heatmap", STAGE_PARAMS["heatmap"]), size)  # as the heatmaps stage scales it
+    np.save(root / "heatmaps" / "targets.npy", encode(data.landmarks_at(size), size, size, sigma, dtype=np.float16))
     (root / "params.yaml").write_text(yaml.safe_dump(STAGE_PARAMS))
     return root
 

@@ -16,7 +16,7 @@ from helpers import TINY_PARAMS, deep_update, load_benchmark
 from lmfusion.reporting import report
 from lmfusion.config import LANDMARKS
 from lmfusion.errors import DataError
-from lmfusion.nets.models import build_heatmap_net, build_regressor, save_model
+from lmfusion.nets.models import build_unet, build_regressor, save_model
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +33,7 @@ def _pretrained(root: Path, p: dict, seed: int = 0) -> None:
             "unet": ("heatmap", {"arch": tu["arch"], "encoder": tu["encoder"], "n_landmarks": 11,
                                  "encoder_depth": tu["encoder_depth"], "decoder_channels": tu["decoder_channels"]})}
     for net, (kind, builder) in nets.items():
-        model = build_regressor(**builder) if kind == "regressor" else build_heatmap_net(**builder)
+        model = build_regressor(**builder) if kind == "regressor" else build_unet(**builder)
         save_model(root / net / "synthetic" / "model.pt", model, {"kind": kind, "builder": builder,
                                                                   "names": list(LANDMARKS), "input_size": size})
 

@@ -21,7 +21,7 @@ from lmfusion.synth import generate_study
 from lmfusion.decoding import METHODS, LandmarkDecoder
 from lmfusion.errors import DataError
 from lmfusion.io import write_json
-from lmfusion.nets.models import build_heatmap_net, build_regressor, save_model
+from lmfusion.nets.models import build_unet, build_regressor, save_model
 from lmfusion.reporting.styles import styles_section
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,7 +65,7 @@ def _tiny_pipeline(root: Path) -> None:
             "unet": ("heatmap", {"arch": tu["arch"], "encoder": tu["encoder"], "n_landmarks": 11,
                                  "encoder_depth": tu["encoder_depth"], "decoder_channels": tu["decoder_channels"]})}
     for net, (kind, builder) in nets.items():
-        model = build_regressor(**builder) if kind == "regressor" else build_heatmap_net(**builder)
+        model = build_regressor(**builder) if kind == "regressor" else build_unet(**builder)
         save_model(root / "models" / net / "model.pt", model, {"kind": kind, "builder": builder,
                                                                "names": list(LANDMARKS), "input_size": size})
     write_json(root / "models" / "decoder.json",

@@ -18,6 +18,7 @@ from lmfusion.heatmaps import encode
 
 K, H, W = 11, 112, 96
 LEVEL = np.array([0.0, 16.0])  # one level down: two landmarks, same kind
+LENGTHS = {"rival_sep": 6.0, "end_radius": 3.0}  # heatmap px: chain.rival_sep and end_radius at 256 px
 
 
 def _truth(n: int = 1, seed: int = 0, jitter: float = 0.6) -> np.ndarray:
@@ -38,7 +39,7 @@ def model() -> chain.ChainModel:
 
 
 def _decode(hm: np.ndarray, reg: np.ndarray, model: chain.ChainModel, **kw) -> chain.ChainResult:
-    settings = chain.ChainSettings(**{"prior_weight": 0.0, "pairwise_weight": 1.0, **kw})
+    settings = chain.ChainSettings(**{"prior_weight": 0.0, "pairwise_weight": 1.0, **LENGTHS, **kw})
     return chain.decode(hm, reg, np.ones((len(reg), 2)), np.full(K, 4.0), model, settings, min_product=1e-4)
 
 
@@ -140,7 +141,7 @@ def test_fit_chain_is_never_worse_on_val_than_fused_or_argmax(model: chain.Chain
     hm, reg, truth = _val_split()
     settings, table = fit.fit_chain(hm, reg, truth, np.ones((12, 2)), np.full(K, 4.0), model,
                                       prior_weights=[0.0, 1.0], pairwise_weights=[0.5, 1.0], candidate_counts=[2, 4],
-                                      radius_mm=2.0, min_product=1e-4, lend_penalties=[None, 2.0])
+                                      radius_mm=2.0, min_product=1e-4, lend_penalties=[None, 2.0], **LENGTHS)
     assert len(table) == 2 + 2 * 2 * 2 * 2 and [r["mode"] for r in table[:2]] == ["fused", "argmax"]
     chosen = [r for r in table if r["chosen"]]
     assert len(chosen) == 1 and chosen[0]["sdr"] == max(r["sdr"] for r in table) == 1.0
@@ -150,7 +151,7 @@ def test_fit_chain_is_never_worse_on_val_than_fused_or_argmax(model: chain.Chain
     # on a clean split nothing beats the fused decode: the earlier candidate wins the tie
     clean = _maps([(truth, 0.9)])
     settings, _ = fit.fit_chain(clean, truth, truth, np.ones((12, 2)), np.full(K, 4.0), model, [1.0], [1.0], [2],
-                                  radius_mm=2.0, min_product=1e-4)
+                                  radius_mm=2.0, min_product=1e-4, **LENGTHS)
     assert settings.mode == "fused"
     res = LandmarkDecoder(np.full(K, 4.0), 1e-4, chain_model=model, chain=settings).decode_hm(clean, truth)
     np.testing.assert_array_equal(res.xy["chain"], fusion.fuse(clean, truth, np.full(K, 4.0), 1e-4).xy_hm)
@@ -178,7 +179,7 @@ def test_chain_model_round_trip_units_and_degenerate_fit() -> None:
 def test_spine_unit_is_scale_free(model: chain.ChainModel) -> None:
     hm, reg, truth = _val_split(4)
     spine = fit.fit_chain_model(_truth(40, seed=1), np.ones((40, 2)), "spine")
-    s = chain.ChainSettings(prior_weight=0.0, pairwise_weight=1.0)
+    s = chain.ChainSettings(prior_weight=0.0, pairwise_weight=1.0, **LENGTHS)
     a = chain.decode(hm, reg, np.ones((4, 2)), 4.0, spine, s, 1e-4)
     b = chain.decode(hm, reg, np.full((4, 2), 3.0), 4.0, spine, s, 1e-4)  # the same studies, 3x larger bodies
     np.testing.assert_array_equal(a.xy_hm, truth)
@@ -206,19 +207,24 @@ def test_decode_is_deterministic_per_study_and_chunk_invariant(model: chain.Chai
 
 def test_modes_settings_and_bad_inputs(model: chain.ChainModel) -> None:
     hm, reg, _ = _val_split(2)
-    settings = chain.ChainSettings(mode="argmax", prior_weight=0.0, pairwise_weight=1.0)
+    settings = chain.ChainSettings(mode="argmax", prior_weight=0.0, pairwise_weight=1.0, **LENGTHS)
     res = LandmarkDecoder(np.full(K, 4.0), 1e-4, chain_model=model, chain=settings).decode_hm(hm, reg)
     np.testing.assert_array_equal(res.xy["chain"], argmax(hm)[0])
     np.testing.assert_array_equal(res.xy["chain_subpixel"], refine(hm.astype(np.float32), argmax(hm)[0]))
     joint = _decode(hm, reg, model)  # the mode is the decoder's: the DP's own answer and margin are the same
     np.testing.assert_array_equal(res.margin, joint.margin)
-    s = chain.ChainSettings(mode="fused", lend_penalty=2.0)
+    s = chain.ChainSettings(mode="fused", lend_penalty=2.0, **LENGTHS)
     assert chain.ChainSettings.from_dict(json.loads(json.dumps(s.to_dict()))) == s
-    for bad in ({"mode": "viterbi"}, {"n_candidates": 0}, {"pairwise_weight": -1.0}, {"lend_penalty": np.inf}):
+    for bad in ({"mode": "viterbi"}, {"n_candidates": 0}, {"pairwise_weight": -1.0}, {"lend_penalty": np.inf},
+                {"rival_sep": 0.0}, {"end_radius": -1.0}):
         with pytest.raises(ParamError):
-            chain.ChainSettings(**bad)
+            chain.ChainSettings(**{**LENGTHS, **bad})
+    with pytest.raises(TypeError):
+        chain.ChainSettings(mode="chain")  # no library default for the lengths: they come from the params
     with pytest.raises(ParamError, match="unknown"):
-        chain.ChainSettings.from_dict({"modus": "chain"})
+        chain.ChainSettings.from_dict({"modus": "chain", **LENGTHS})
+    with pytest.raises(ParamError, match="missing keys \\['end_radius'\\]"):
+        chain.ChainSettings.from_dict({"rival_sep": 6.0})
     with pytest.raises(DataError, match="expected heatmaps"):
         _decode(hm, reg[:, :5], model)
     empty = _decode(hm[:0], reg[:0], model)  # no studies: empty results, not an error
@@ -241,14 +247,15 @@ def test_margin_threshold_rule_and_rates() -> None:
 def test_a_trusted_regressor_s_point_competes_with_the_peaks_by_its_reliability(model: chain.ChainModel) -> None:
     truth = _truth(2, seed=9)
     hm = _maps([(truth + LEVEL, 0.9)])  # (N, K, H, W): every channel fires a level off, nothing at the truth
-    settings = chain.ChainSettings(prior_weight=0.25, pairwise_weight=0.0, trust_regressor=True)
+    settings = chain.ChainSettings(prior_weight=0.25, pairwise_weight=0.0, trust_regressor=True, **LENGTHS)
     mm, sigma = np.ones((2, 2)), np.full(K, 4.0)
     sure = chain.decode(hm, truth, mm, sigma, model, settings, 1e-4, reliability=np.ones(K))
     np.testing.assert_array_equal(sure.xy_hm, truth)  # worth the top peak, and the prior favours it
     doubtful = chain.decode(hm, truth, mm, sigma, model, settings, 1e-4, reliability=np.full(K, 0.05))
     np.testing.assert_array_equal(doubtful.xy_hm, truth + LEVEL)
-    untrusted = chain.decode(hm, truth, mm, sigma, model, chain.ChainSettings(prior_weight=0.25, pairwise_weight=0.0),
-                             1e-4, reliability=np.ones(K))
+    untrusted = chain.decode(hm, truth, mm, sigma, model,
+                             chain.ChainSettings(prior_weight=0.25, pairwise_weight=0.0, **LENGTHS), 1e-4,
+                             reliability=np.ones(K))
     np.testing.assert_array_equal(untrusted.xy_hm, truth + LEVEL)  # the setting off: the reliability is not used
     assert fit.regressor_reliability(truth, truth + [0.0, 3.0], mm, 2.0).tolist() == [1 / 3] * K  # floored
 
@@ -268,6 +275,6 @@ def test_a_right_peak_ranked_fifth_needs_the_fuller_search_which_the_fit_prefers
     second = _maps([(truth, 0.9)])
     second[:, 5] = _maps([(truth + LEVEL, 0.95), (truth, 0.4)])[:, 5]  # ranked second: 4 and 8 both find it
     settings, table = fit.fit_chain(second, reg, truth, np.ones((2, 2)), np.full(K, 4.0), model, [0.0], [1.0],
-                                    counts, radius_mm=2.0, min_product=1e-4)
+                                    counts, radius_mm=2.0, min_product=1e-4, **LENGTHS)
     assert [r["sdr"] for r in table[2:]] == [1.0] * len(counts) and max(table[0]["sdr"], table[1]["sdr"]) < 1.0
     assert settings.mode == "chain" and settings.n_candidates == max(counts)

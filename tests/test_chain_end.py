@@ -17,6 +17,7 @@ from lmfusion.heatmaps import encode
 K, H, W = 11, 160, 96
 LEVEL = np.array([0.0, 16.0])  # one level: two landmarks, same kind
 SIGMA = np.full(K, 4.0)
+LENGTHS = {"rival_sep": 6.0, "end_radius": 3.0}  # heatmap px: chain.rival_sep and end_radius at 256 px
 
 
 def _truth(n: int = 1, seed: int = 0, jitter: float = 0.6) -> np.ndarray:
@@ -45,7 +46,7 @@ def model() -> chain.ChainModel:
 
 
 def _decode(hm, reg, model, anchor=None, **kw) -> chain.ChainResult:
-    settings = chain.ChainSettings(**{"prior_weight": 0.0, "pairwise_weight": 1.0, **kw})
+    settings = chain.ChainSettings(**{"prior_weight": 0.0, "pairwise_weight": 1.0, **LENGTHS, **kw})
     return chain.decode(hm, reg, np.ones((len(reg), 2)), SIGMA, model, settings, 1e-4, anchor=anchor)
 
 
@@ -87,7 +88,7 @@ def test_the_decoder_reads_the_sacrum_map_as_the_last_of_k_plus_one_maps(model: 
     truth = _truth(2, seed=4)
     hm, s1 = _high_chain(truth)
     coords = (truth - LEVEL / 2) / [W, H]  # 0..1 (pixel centres aside: a halfway regressor either way)
-    settings = chain.ChainSettings(prior_weight=0.0, pairwise_weight=1.0, end_node=True)
+    settings = chain.ChainSettings(prior_weight=0.0, pairwise_weight=1.0, end_node=True, **LENGTHS)
     decoder = LandmarkDecoder(SIGMA, 1e-4, chain_model=model, chain=settings)
     both = np.concatenate([hm, s1[:, None]], 1)  # (N, K + 1, H, W): what a U-Net with the sacrum map gives
     maps, anchor = split_maps(both, K)
@@ -107,7 +108,7 @@ def test_fit_tries_the_end_node_and_keeps_it_only_where_val_gains(model: chain.C
     hm, s1 = _high_chain(truth)
     reg = truth - LEVEL / 2
     grid = {**ChainConfig(pairwise_weight=1.0, prior_weight=0.0, candidates=4, trust_regressor=False,
-                          end_node="auto", end_check=0.0).grid()}
+                          end_node="auto", end_check=0.0).grid(), **LENGTHS}
     assert grid["end_nodes"] == (False, True)
     settings, table = fit.fit_chain(hm, reg, truth, np.ones((8, 2)), SIGMA, model, radius_mm=2.0, min_product=1e-4,
                                     anchor=s1, **grid)

@@ -20,6 +20,7 @@ from lmfusion.io import write_json
 
 REPO = Path(__file__).resolve().parents[1]
 H = W = 64
+LENGTHS = {"rival_sep": 6.0, "end_radius": 3.0}  # heatmap px: chain.rival_sep and end_radius at 256 px
 
 
 def _random_case(n: int = 3, k: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -68,7 +69,7 @@ def test_decode_rescales_every_method_to_the_original_pixels() -> None:
 def test_decoder_file_round_trip_keeps_infinite_sigma(tmp_path: Path) -> None:
     model = fit.fit_chain_model(np.cumsum(np.ones((4, 3, 2)), axis=1), np.ones((4, 2)))
     decoder = LandmarkDecoder(np.array([1.5, np.inf, 0.0]), 0.001, chain_model=model,
-                              chain=ChainSettings(prior_weight=0.5, n_candidates=3), margin_threshold=2.5,
+                              chain=ChainSettings(prior_weight=0.5, n_candidates=3, **LENGTHS), margin_threshold=2.5,
                               best_method="chain_subpixel", gate_ratio=0.3, gate_sep=5.0,
                               reliability=np.array([0.25, 1.0, 0.5]))
     write_json(tmp_path / DECODER_FILE, {**decoder.to_dict(), "fit": {"mode": "fixed"}})
@@ -79,6 +80,28 @@ def test_decoder_file_round_trip_keeps_infinite_sigma(tmp_path: Path) -> None:
         assert (loaded.min_product, loaded.chain, loaded.margin_threshold, loaded.best_method) == (
             decoder.min_product, decoder.chain, 2.5, "chain_subpixel")
         assert (loaded.gate_ratio, loaded.gate_sep, loaded.reliability.tolist()) == (0.3, 5.0, [0.25, 1.0, 0.5])
+
+
+def test_an_old_decoder_file_reads_its_one_min_sep_and_a_missing_length_is_named(tmp_path: Path) -> None:
+    model = fit.fit_chain_model(np.cumsum(np.ones((4, 3, 2)), axis=1), np.ones((4, 2)))
+    decoder = LandmarkDecoder(np.full(3, 1.5), 1e-3, chain_model=model, chain=ChainSettings(**LENGTHS),
+                              gate_ratio=0.3, gate_sep=4.5)
+    raw = decoder.to_dict()
+    assert raw["gate_sep"] == 4.5 and {raw["chain"][k] for k in LENGTHS} == {6.0, 3.0}  # heatmap px, in the file
+    old = {k: v for k, v in raw["chain"].items() if k not in LENGTHS}
+    write_json(tmp_path / DECODER_FILE, {**raw, "chain": {**old, "min_sep": 4.5}})  # before rival_sep and end_radius
+    loaded = LandmarkDecoder.load(tmp_path).chain
+    assert (loaded.rival_sep, loaded.end_radius) == (4.5, 2.25)  # as that release decoded: min_sep and min_sep / 2
+    write_json(tmp_path / DECODER_FILE, {**raw, "chain": old})
+    with pytest.raises(DataError, match=f"{DECODER_FILE}: field chain.rival_sep missing .*rerun the evaluate stage"):
+        LandmarkDecoder.load(tmp_path)
+    write_json(tmp_path / DECODER_FILE, {k: v for k, v in raw.items() if k != "gate_sep"})
+    with pytest.raises(DataError, match=f"{DECODER_FILE}: field gate_sep missing"):
+        LandmarkDecoder.load(tmp_path)
+    with pytest.raises(DataError, match="gate_sep"):
+        LandmarkDecoder(np.full(3, 1.5), 1e-3, gate_ratio=0.3)  # no library default: it comes from the params
+    with pytest.raises(DataError, match="chain settings"):
+        LandmarkDecoder(np.full(3, 1.5), 1e-3, chain_model=model)
 
 
 def test_the_old_decoder_file_name_is_read_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -109,7 +132,7 @@ def test_the_chain_pulls_a_level_off_landmark_back_and_flags_by_margin() -> None
     model = fit.fit_chain_model(np.repeat(truth, 5, 0) + np.random.default_rng(0).normal(0, 0.3, (5, 6, 2)),
                                       np.ones((5, 2)))
     decoder = LandmarkDecoder(np.full(6, np.inf), 1e-4, chain_model=model,
-                              chain=ChainSettings(prior_weight=0.0, pairwise_weight=1.0, n_candidates=3))
+                              chain=ChainSettings(prior_weight=0.0, pairwise_weight=1.0, n_candidates=3, **LENGTHS))
     out = decoder.decode(to_norm(truth, W, H), hm.astype(np.float16), np.array([[W, H]], np.float64))
     np.testing.assert_allclose(out.xy["argmax"][0, 2], truth[0, 4])  # alone, the landmark sits a level off
     np.testing.assert_allclose(out.xy["chain"][0], truth[0])  # in the chain, its neighbours pull it back
@@ -142,7 +165,7 @@ def test_shifted_studies_lists_the_method_s_own_first() -> None:
 
 def test_gated_is_argmax_or_fused_per_landmark_by_the_gate() -> None:
     hm, xy_reg = _random_case(n=4, k=3, seed=4)
-    base = LandmarkDecoder(np.full(3, 3.0), 1e-4)
+    base = LandmarkDecoder(np.full(3, 3.0), 1e-4, gate_sep=6.0)
     never, always = base.decode_hm(hm, xy_reg), base.replace(gate_ratio=0.0).decode_hm(hm, xy_reg)
     for sub in ("", "_subpixel"):
         np.testing.assert_array_equal(never.xy["gated" + sub], never.xy["argmax" + sub])

@@ -12,7 +12,7 @@ import torch
 from lmfusion.nets import finetune
 from lmfusion.config import LANDMARKS, XceptionConfig
 from lmfusion.errors import DataError, ParamError
-from lmfusion.nets.models import build_heatmap_net, build_regressor, save_model
+from lmfusion.nets.models import build_unet, build_regressor, save_model
 from lmfusion.training import job
 
 DISCS = ("L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1")
@@ -23,7 +23,7 @@ UNET = {"arch": "Unet", "encoder": "resnet18", "encoder_depth": 3, "decoder_chan
 def _build(kind: str, n: int, seed: int) -> torch.nn.Module:
     torch.manual_seed(seed)
     return (build_regressor(**REGRESSOR, n_landmarks=n) if kind == "regressor"
-            else build_heatmap_net(**UNET, n_landmarks=n))
+            else build_unet(**UNET, n_landmarks=n))
 
 
 def _pretrained(tmp_path: Path, kind: str, size: int = 64) -> tuple[Path, torch.nn.Module]:
@@ -76,7 +76,7 @@ def test_the_same_landmarks_load_every_tensor(tmp_path):
 
 def test_another_architecture_or_kind_stops_with_one_line(tmp_path):
     path, _ = _pretrained(tmp_path, "heatmap")
-    net = build_heatmap_net(**{**UNET, "decoder_channels": [32, 16, 8]}, n_landmarks=5)
+    net = build_unet(**{**UNET, "decoder_channels": [32, 16, 8]}, n_landmarks=5)
     with pytest.raises(ParamError, match=r"^param train_x\.weights: .* is a Unet/resnet18/3/\[16, 8, 8\] network, "
                                          r"this one a Unet/resnet18/3/\[32, 16, 8\]; pretrain with the same"):
         _load(net, path, "heatmap", DISCS, decoder_channels=[32, 16, 8])

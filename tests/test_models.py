@@ -8,7 +8,7 @@ import yaml
 
 from helpers import run_stage, stage_cmd
 from lmfusion.errors import DataError, LmfusionError, ParamError
-from lmfusion.nets.models import build_heatmap_net, build_regressor, load_model, save_model
+from lmfusion.nets.models import build_unet, build_regressor, load_model, save_model
 
 UNET = {"arch": "Unet", "encoder": "resnet18", "n_landmarks": 3, "encoder_depth": 3, "decoder_channels": [16, 8, 8]}
 
@@ -53,8 +53,8 @@ def test_regressor_starts_near_the_centre():
 
 
 @pytest.mark.parametrize("arch", ["Unet", "FPN"])
-def test_heatmap_net_shapes_and_gradient(arch):
-    net = build_heatmap_net(**{**UNET, "arch": arch})
+def test_unet_shapes_and_gradient(arch):
+    net = build_unet(**{**UNET, "arch": arch})
     out = net(torch.randn(2, 1, 32, 32))
     assert out.shape == (2, 3, 32, 32)
     out.mean().backward()
@@ -66,9 +66,9 @@ def test_wrong_names_raise_param_errors_naming_the_key():
     with pytest.raises(ParamError, match=r"train_xception\.model.*legacy_xception"):
         build_regressor("legacy_xceptoin", 3, 0.2)
     with pytest.raises(ParamError, match=r"train_unet\.arch.*Unet"):
-        build_heatmap_net(**{**UNET, "arch": "Unett"})
+        build_unet(**{**UNET, "arch": "Unett"})
     with pytest.raises(ParamError, match=r"train_unet\.encoder.*resnet18"):
-        build_heatmap_net(**{**UNET, "encoder": "resnet19"})
+        build_unet(**{**UNET, "encoder": "resnet19"})
 
 
 def test_missing_weights_file_is_a_param_error(tmp_path):
@@ -78,7 +78,7 @@ def test_missing_weights_file_is_a_param_error(tmp_path):
 
 def test_save_load_round_trip_and_weights_from_a_saved_model(tmp_path):
     torch.manual_seed(0)
-    net = build_heatmap_net(**UNET).eval()
+    net = build_unet(**UNET).eval()
     x = torch.randn(1, 1, 32, 32)
     meta = {"kind": "heatmap", "builder": UNET, "names": ["a", "b", "c"], "input_size": 32, "mlflow_run_id": None}
     path = tmp_path / "m" / "model.pt"
@@ -87,7 +87,7 @@ def test_save_load_round_trip_and_weights_from_a_saved_model(tmp_path):
     assert meta2 == meta and not loaded.training
     with torch.no_grad():
         assert torch.equal(loaded(x), net(x))
-    warm = build_heatmap_net(**UNET, weights=str(path)).eval()  # a saved model as starting weights
+    warm = build_unet(**UNET, weights=str(path)).eval()  # a saved model as starting weights
     with torch.no_grad():
         assert torch.equal(warm(x), net(x))
 
@@ -133,7 +133,7 @@ def offline(monkeypatch, tmp_path):
 @pytest.mark.parametrize("build, key", [
     (lambda: build_regressor("legacy_xception", 3, 0.2, weights="imagenet"), "train_xception.weights"),  # a URL
     (lambda: build_regressor("resnet10t", 3, 0.2, weights="imagenet"), "train_xception.weights"),  # the hub
-    (lambda: build_heatmap_net(**UNET, weights="imagenet"), "train_unet.weights"),
+    (lambda: build_unet(**UNET, weights="imagenet"), "train_unet.weights"),
 ])
 def test_imagenet_offline_is_one_line_saying_how_to_pass_a_local_file(offline, build, key):
     with pytest.raises(LmfusionError) as err:
@@ -181,7 +181,7 @@ def test_imagenet_offline_stops_the_training_stage_with_one_line(stage_inputs, t
 
 
 def test_coordinate_channels_and_auxiliary_maps(tmp_path):
-    net = build_heatmap_net(**UNET, extra_channels=1, coord_channels=True).eval()
+    net = build_unet(**UNET, extra_channels=1, coord_channels=True).eval()
     x = torch.zeros(2, 1, 64, 64)
     out = net(x)
     assert out.shape == (2, UNET["n_landmarks"] + 1, 64, 64)

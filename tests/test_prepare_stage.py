@@ -22,7 +22,7 @@ from lmfusion.figures.prepared import MONTAGE_COUNT, montage_picks
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = {"prepare": {"unet_size": 64, "regressor_size": 32, "val_size": 1, "test_size": 1},
-          "heatmap": {"sigma": 1.5}}
+          "heatmap": {"sigma": 6.0}}  # at heatmap.reference_size 256: 1.5 px at unet_size 64
 
 
 def stage(name: str, *args: object, params: Path) -> subprocess.CompletedProcess:

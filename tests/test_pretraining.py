@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lmfusion import config
 from lmfusion.config import pretraining
 from lmfusion.config import LANDMARKS
 from lmfusion import synth
@@ -67,3 +69,44 @@ def test_pretrain_synth_stage_names_a_bad_style(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == ("error: param pretrain.style: unknown style 'stir'; known: "
                                                     "default, target, randomized, unseen")
+
+
+def pretrain_params_problems(dvc_yaml: str) -> list[str]:
+    """One line per key that a pretrain_* stage of dvc.yaml (its text) lists and the pretraining does not read, or
+    reads and the stage does not list (lmfusion.config.pretraining.pretrain_params of its twin's params)."""
+    stages = {name: s.get("do", s) for name, s in yaml.safe_load(dvc_yaml)["stages"].items()}
+    params = {name: [str(p) for p in s.get("params", [])] for name, s in stages.items()}
+    runs = {name: s["cmd"].split() for name, s in stages.items()}  # python SCRIPT ... [--pretrain]
+    twin = {cmd[1]: name for name, cmd in runs.items() if "--pretrain" not in cmd}
+    problems = []
+    for name in [n for n, cmd in runs.items() if "--pretrain" in cmd]:
+        read = pretraining.pretrain_params(params[twin[runs[name][1]]])
+        problems += [f"stage {name}: dvc.yaml does not list {k}" if k in read else
+                     f"stage {name}: dvc.yaml lists {k}, which the pretraining does not read"
+                     for k in sorted(set(read) ^ set(params[name]))]
+    return problems
+
+
+def test_pretrain_stages_list_exactly_the_params_they_read() -> None:
+    assert pretrain_params_problems((REPO / "dvc.yaml").read_text()) == []
+
+
+def test_a_drifted_architecture_key_is_named() -> None:
+    text = (REPO / "dvc.yaml").read_text()
+    assert text.count("        - train_unet.encoder\n") == 1
+    assert pretrain_params_problems(text.replace("        - train_unet.encoder\n", "")) == [
+        "stage pretrain_unet: dvc.yaml does not list train_unet.encoder"]
+    head = "        - train_xception.head\n"
+    extra = text.replace(head, head + "        - train_xception.lr\n")
+    assert pretrain_params_problems(extra) == [
+        "stage pretrain_xception: dvc.yaml lists train_xception.lr, which the pretraining does not read"]
+
+
+@pytest.mark.parametrize("section, cls", [("train_xception", config.XceptionConfig), ("train_unet", config.UnetConfig),
+                                          ("prepare", config.PrepareConfig)])
+def test_every_key_is_shared_or_set_by_the_pretraining(section: str, cls: type) -> None:
+    """A key added to a network's section is architecture (shared) or schedule: the pretraining never drops it."""
+    own = {"prepare": {"val_size", "test_size"}}.get(section, {f.name for f in dataclasses.fields(config.TrainConfig)})
+    shared = pretraining.SHARED[section]
+    assert len(set(shared)) == len(shared) and not set(shared) & own
+    assert set(shared) | own == {f.name for f in dataclasses.fields(cls)}

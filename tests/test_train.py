@@ -19,7 +19,7 @@ from lmfusion.training import loop as train
 from lmfusion.config import AugmentConfig, TrainConfig, XceptionConfig
 from lmfusion.data.datasets import HeatmapDataset, RegressorDataset
 from lmfusion.data.prepared import load_prepared
-from lmfusion.nets.models import build_heatmap_net, build_regressor
+from lmfusion.nets.models import build_unet, build_regressor
 
 
 def _fit_regressor(inputs: Path, tmp: Path, cfg: TrainConfig) -> tuple[train.FitResult, nn.Module]:
@@ -72,7 +72,7 @@ def test_early_stopping(stage_inputs, tmp_path, monkeypatch):
     data = load_prepared(stage_inputs / "prepared", tuple(STAGE_NAMES))
     xy = data.landmarks_at(STAGE_SIZE)
     ds = HeatmapDataset(data.unet[:4], xy[:4], 1.5, None, seed=0)
-    net = build_heatmap_net("Unet", "resnet18", len(STAGE_NAMES), 3, [8, 8, 8])
+    net = build_unet("Unet", "resnet18", len(STAGE_NAMES), 3, [8, 8, 8])
     cfg = TrainConfig(epochs=6, batch_size=4, early_stopping=2)
     result = train.fit(net, nn.BCEWithLogitsLoss(), ds, ds, cfg, seed=0, checkpoint=tmp_path / "ck.pt",
                        config_hash="h")

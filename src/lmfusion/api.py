@@ -15,6 +15,7 @@ import numpy as np
 
 from lmfusion.config import PrepareConfig, load_params
 from lmfusion.config.decoding import FusionConfig
+from lmfusion.config.geometry import to_heatmap_px
 from lmfusion.data.preprocess import preprocess
 from lmfusion.decoding import DECODER_FILE, METHODS, LandmarkDecoder
 from lmfusion.errors import DataError, ParamError
@@ -97,10 +98,11 @@ class LandmarkPredictor:
         """Load the models, params.yaml and the fitted decoder from a pipeline folder (or a downloaded copy).
 
         method: one of decoding.METHODS; None takes the one that was best on the validation split.
-        sigma: a fixed fusion prior sigma (heatmap px) instead of the fitted one.
+        sigma: a fixed fusion prior sigma instead of the fitted one, like fusion.sigma in pixels of a
+            heatmap.reference_size heatmap (scaled to the U-Net's as the evaluate stage scales fusion.sigma).
         """
         root = Path(root)
-        params = load_params(root / "params.yaml", ("prepare", "fusion"))
+        params = load_params(root / "params.yaml", ("prepare", "heatmap", "fusion"))
         missing = [str(root / p) for p in MODEL_FILES.values() if not (root / p).is_file()]
         if missing:
             raise DataError(f"{missing[0]}: model missing; train it first (dvc repro) or give another pipeline")
@@ -116,7 +118,8 @@ class LandmarkPredictor:
                             "run the evaluate stage first (dvc repro) or pass a sigma")
         decoder = fitted
         if chosen != "auto":  # a fixed prior sigma; the fitted chain (when there is one) is kept
-            sigma_hm = np.full(len(networks.names), float(chosen))
+            px = to_heatmap_px(float(chosen), networks.hm_size, params["heatmap"].reference_size)
+            sigma_hm = np.full(len(networks.names), px)
             decoder = (fitted.replace(sigma_hm=sigma_hm) if fitted is not None
                        else LandmarkDecoder(sigma_hm, fusion_cfg.min_product))
         return cls(networks, params["prepare"], decoder, method)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 PACKAGE = "lmfusion"
@@ -35,22 +36,31 @@ def _is_type_checking(node: ast.If) -> bool:
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
-def _imported_names(tree: ast.Module, top_level_only: bool) -> set[str]:
-    """Dotted names of the lmfusion modules (or module attributes) a file imports."""
-    names: set[str] = set()
+def _import_nodes(tree: ast.Module, top_level_only: bool) -> Iterator[ast.Import | ast.ImportFrom]:
+    """The import statements of lmfusion modules in a file, skipping `if TYPE_CHECKING:` blocks."""
     stack: list[ast.AST] = list(tree.body)
     while stack:
         node = stack.pop()
         if isinstance(node, ast.If) and _is_type_checking(node):
             stack.extend(node.orelse)
             continue
-        if isinstance(node, ast.Import):
-            names.update(a.name for a in node.names if a.name.split(".")[0] == PACKAGE)
+        if isinstance(node, ast.Import) and any(a.name.split(".")[0] == PACKAGE for a in node.names):
+            yield node
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == PACKAGE:
-            names.add(node.module)
-            names.update(f"{node.module}.{a.name}" for a in node.names)  # `from pkg import module`
+            yield node
         if not top_level_only or isinstance(node, (ast.If, ast.Try, ast.With)):
             stack.extend(ast.iter_child_nodes(node))
+
+
+def _imported_names(tree: ast.Module, top_level_only: bool) -> set[str]:
+    """Dotted names of the lmfusion modules (or module attributes) a file imports."""
+    names: set[str] = set()
+    for node in _import_nodes(tree, top_level_only):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names if a.name.split(".")[0] == PACKAGE)
+        else:
+            names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names)  # `from pkg import module`
     return names
 
 
@@ -58,6 +68,20 @@ def _with_parents(name: str) -> list[str]:
     """`lmfusion.a.b` -> [lmfusion, lmfusion.a, lmfusion.a.b]: importing a module runs its packages first."""
     parts = name.split(".")
     return [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+
+
+def direct_imports(path: Path) -> set[Path]:
+    """The lmfusion files that `path` itself imports, at any depth of it: the edges of the package's import graph.
+    `from lmfusion.a import b` is an edge to module b where there is one, else to package a's __init__; the parents
+    a dotted import runs on the way are not edges."""
+    tree = ast.parse(Path(path).read_text(), filename=str(path))
+    found: set[Path | None] = set()
+    for node in _import_nodes(tree, top_level_only=False):
+        if isinstance(node, ast.Import):
+            found.update(_module_file(a.name) for a in node.names if a.name.split(".")[0] == PACKAGE)
+        else:
+            found.update(_module_file(f"{node.module}.{a.name}") or _module_file(node.module) for a in node.names)
+    return {f for f in found if f is not None} - {Path(path).resolve()}
 
 
 def package_files(*entry_points: Path) -> list[Path]:

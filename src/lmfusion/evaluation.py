@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,45 +15,15 @@ import pandas as pd
 
 from lmfusion import metrics
 from lmfusion.config.decoding import EvaluateConfig
-from lmfusion.coords import from_norm, rescale
 from lmfusion.data.prepared import Prepared
 from lmfusion.decoding import METHODS, Decoded, LandmarkDecoder
 from lmfusion.decoding.decoder import split_maps
+from lmfusion.decoding.outputs import SplitOutputs
 from lmfusion.errors import DataError
 
 
-@dataclass(frozen=True)
-class SplitOutputs:
-    """Cached outputs of the infer stage for one split, with the matching ground truth."""
-
-    rows: np.ndarray  # (N,) indices into the prepared data
-    coords_norm: np.ndarray  # (N, K, 2)
-    heatmaps: np.ndarray  # (N, K, H, W) float16 probabilities
-    truth: np.ndarray  # (N, K, 2) original pixels
-    sizes: np.ndarray  # (N, 2) original (width, height)
-    spacing: np.ndarray  # (N, 2) mm per original pixel
-    anchor: np.ndarray | None = None  # (N, H, W) the U-Net's sacrum map, where it was trained with one
-
-    @property
-    def hm_shape(self) -> tuple[int, int]:
-        return self.heatmaps.shape[-2], self.heatmaps.shape[-1]
-
-    def truth_hm(self) -> np.ndarray:
-        """(N, K, 2) ground truth in heatmap pixels."""
-        h, w = self.hm_shape
-        return rescale(self.truth, (self.sizes[:, None, 0], self.sizes[:, None, 1]), (w, h))
-
-    def regressed_hm(self) -> np.ndarray:
-        h, w = self.hm_shape
-        return from_norm(self.coords_norm, w, h)
-
-    def mm_per_hm_px(self) -> np.ndarray:
-        """(N, 2) mm per heatmap pixel in x and y."""
-        h, w = self.hm_shape
-        return self.spacing * self.sizes / np.array([w, h], dtype=np.float64)
-
-
 def load_split(predictions_dir: str | os.PathLike, split: str, data: Prepared) -> SplitOutputs:
+    """The infer stage's outputs of `split` (predictions_dir/<split>.npz) with its ground truth from `data`."""
     path = Path(predictions_dir) / f"{split}.npz"
     try:
         with np.load(path) as z:

@@ -62,7 +62,8 @@ def _add_predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mlflow-uri", help="load the pipeline from an MLflow artifact URI instead (runs:/<id>/pipeline)")
     p.add_argument("--method", choices=METHODS, default=None,
                    help="decode method (default: the one best on the validation split, from models/decoder.json)")
-    p.add_argument("--sigma", type=float, help="fusion prior sigma in heatmap pixels (default: fusion.sigma)")
+    p.add_argument("--sigma", type=float, help="fusion prior sigma in pixels of a heatmap.reference_size heatmap, "
+                   "like fusion.sigma (default: fusion.sigma)")
     p.add_argument("--spacing", type=float, nargs="+", metavar="MM",
                    help="pixel spacing (x [y]) in mm for images without it (PNG/JPG/TIF); default 1.0 with a warning")
     p.add_argument("--device", help="cpu or cuda (default: cuda when present)")

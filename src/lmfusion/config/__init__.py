@@ -20,8 +20,8 @@ from typing import Any
 
 import yaml
 
-from lmfusion.config.sections import (FORMAT_ALIASES, LANDMARKS, PRETRAINED, AugmentConfig, BaseConfig, DataConfig,
-                                      HeatmapConfig, PrepareConfig)
+from lmfusion.config.sections import (LANDMARKS, PRETRAINED, AugmentConfig, BaseConfig, DataConfig, HeatmapConfig,
+                                      PrepareConfig)
 from lmfusion.config.training import (PretrainConfig, PretrainUnetConfig, PretrainXceptionConfig, TrainConfig,
                                       UnetConfig, XceptionConfig)
 from lmfusion.errors import ParamError
@@ -97,5 +97,5 @@ def as_dict(cfg: Any) -> dict[str, Any]:
     return {f.name: plain(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
 
 
-__all__ = ["FORMAT_ALIASES", "LANDMARKS", "PRETRAINED", "SECTION_NAMES", "load_params", "parse_section", "as_dict",
+__all__ = ["LANDMARKS", "PRETRAINED", "SECTION_NAMES", "load_params", "parse_section", "as_dict",
            "section_class", *[c.__name__ for c in _EAGER.values()], "TrainConfig"]

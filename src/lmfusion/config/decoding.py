@@ -12,24 +12,25 @@ from lmfusion.config.sections import _check
 
 @dataclass(frozen=True)
 class FusionConfig:
-    sigma: Union[float, Literal["auto"]] = "auto"  # prior sigma in heatmap pixels, or fitted on val residuals
+    # prior sigma in pixels of a heatmap.reference_size heatmap (lmfusion.config.geometry), or fitted on val residuals
+    sigma: Union[float, Literal["auto"]] = "auto"
     min_product: float = 1e-4  # peak of prior x heatmap below this: fall back to the regressed coordinate
     auto_scales: tuple[float, ...] = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
     # the method "gated": the prior only where the heatmap is ambiguous (rival peak >= gate x the top peak)
     gate: Union[float, Literal["auto"]] = "auto"  # auto: fitted on val over gate_ratios (0 = fused, inf = argmax)
     gate_ratios: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
-    gate_sep: float = 4.5  # heatmap px: a rival peak nearer the top one than this is the same peak
+    gate_sep: float = 6.0  # px at heatmap.reference_size: a rival peak nearer the top one than this is the same peak
 
     def validate(self, s: str) -> None:
         if self.sigma != "auto":
-            _check(0 < self.sigma <= 1e4, f"{s}.sigma", "'auto' or a number of heatmap pixels > 0", self.sigma)
+            _check(0 < self.sigma <= 1e4, f"{s}.sigma", "'auto' or a number of pixels > 0", self.sigma)
         _check(0 <= self.min_product < 1, f"{s}.min_product", "in [0, 1)", self.min_product)
         _check(len(self.auto_scales) >= 1 and min(self.auto_scales) > 0, f"{s}.auto_scales",
                "a non-empty list of numbers > 0", list(self.auto_scales))
         _check(self.gate == "auto" or self.gate >= 0, f"{s}.gate", "'auto' or a ratio >= 0 (inf: never)", self.gate)
         _check(len(self.gate_ratios) >= 1 and min(self.gate_ratios) >= 0, f"{s}.gate_ratios",
                "a non-empty list of ratios >= 0", list(self.gate_ratios))
-        _check(self.gate_sep > 0, f"{s}.gate_sep", "> 0 heatmap px", self.gate_sep)
+        _check(self.gate_sep > 0, f"{s}.gate_sep", "> 0 px", self.gate_sep)
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class ChainConfig:
     # rank its right peak fifth or lower
     candidate_counts: tuple[int, ...] = (8, 4)
     lend_penalty: Union[float, None] = None  # null: no lending of the same-kind neighbours' peaks
-    min_sep: float = 4.5  # heatmap px: the margin's rival configuration moves every landmark at least this far
+    rival_sep: float = 6.0  # px at heatmap.reference_size: the level margin's rival chain moves every landmark this far
     margin_threshold: Union[float, Literal["auto"]] = "auto"  # level_uncertain when the margin is below it
     # the regressed candidate scores at least the regressor's val reliability x the channel's top peak: auto
     # (fitted on val, with and without), true or false
@@ -57,6 +58,7 @@ class ChainConfig:
     # nothing below the last landmark looks like the one before it: the weight of log(1 - landmark K-2's map one step
     # beyond the chain's end), every chain's, not fitted (0: off)
     end_check: float = 1.0
+    end_radius: float = 3.0  # px at heatmap.reference_size: the end check reads the map's maximum this near its point
 
     def validate(self, s: str) -> None:
         for k in ("prior_weight", "pairwise_weight", "margin_threshold"):
@@ -71,8 +73,9 @@ class ChainConfig:
                "a non-empty list of integers >= 1", list(self.candidate_counts))
         _check(self.lend_penalty is None or self.lend_penalty >= 0, f"{s}.lend_penalty", "null or a number >= 0",
                self.lend_penalty)
-        _check(self.min_sep > 0, f"{s}.min_sep", "> 0", self.min_sep)
+        _check(self.rival_sep > 0, f"{s}.rival_sep", "> 0 px", self.rival_sep)
         _check(0 <= self.end_check <= 1e3, f"{s}.end_check", "a number >= 0 (0: off)", self.end_check)
+        _check(self.end_radius >= 0, f"{s}.end_radius", ">= 0 px (0: the point itself)", self.end_radius)
 
     def grid(self) -> dict[str, tuple]:
         """The values fit_chain tries: a fixed param is a grid of one."""

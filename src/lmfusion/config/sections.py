@@ -10,7 +10,6 @@ from typing import Any, Literal
 from lmfusion.errors import ParamError
 
 LANDMARKS = ("T12-L1", "L1", "L1-L2", "L2", "L2-L3", "L3", "L3-L4", "L4", "L4-L5", "L5", "L5-S1")
-FORMAT_ALIASES = {"challenge": "tianchi"}  # data.format's other names -> the one every reader and stage uses
 PRETRAINED = "synthetic"  # train_*.weights: start from the synthetic pretraining's model
 
 
@@ -32,13 +31,11 @@ class BaseConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    # tianchi: the spinal disease challenge's layout (read by data/readers/tianchi.py); challenge is its alias
+    # the names and aliases of lmfusion.data.readers.READERS, which read_dataset resolves (tests/test_readers.py
+    # checks that the two agree): spelled out here so that loading params imports no reader
     format: Literal["tianchi", "challenge", "csv", "rsna2024"] = "tianchi"
     path: str = "data"
     on_invalid: Literal["skip", "error"] = "skip"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "format", FORMAT_ALIASES.get(self.format, self.format))  # one name downstream
 
     def validate(self, s: str) -> None:
         _check(bool(self.path), f"{s}.path", "a non-empty path", self.path)
@@ -69,10 +66,14 @@ class PrepareConfig:
 
 @dataclass(frozen=True)
 class HeatmapConfig:
-    sigma: float = 1.5  # Gaussian sigma of the targets, in heatmap (= U-Net input) pixels
+    # the lengths in pixels (sigma here, fusion.sigma and gate_sep, chain.rival_sep and end_radius) are given in
+    # pixels of a reference_size heatmap; lmfusion.config.geometry scales them to the U-Net's (prepare.unet_size)
+    sigma: float = 2.0  # Gaussian sigma of the targets
+    reference_size: int = 256
 
     def validate(self, s: str) -> None:
-        _check(0.3 <= self.sigma <= 64, f"{s}.sigma", "a number of heatmap pixels in 0.3..64", self.sigma)
+        _check(0.3 <= self.sigma <= 64, f"{s}.sigma", "a number of pixels in 0.3..64 (at reference_size)", self.sigma)
+        _check(self.reference_size >= 1, f"{s}.reference_size", "a heatmap side in pixels >= 1", self.reference_size)
 
 
 @dataclass(frozen=True)

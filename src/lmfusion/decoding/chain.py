@@ -2,10 +2,10 @@
 programming (Viterbi), so a whole-level shift, invisible to each landmark decoded alone, is pulled back by the
 neighbours.
 
-Candidates of landmark k: the top local maxima of its channel, the regressed point (so an empty channel still has
-one) and optionally the peaks of k - 2 and k + 2 (same kind, a level up and down) at a log penalty. Unary: log
-heatmap + prior_weight x log fusion prior; pairwise (k, k + 1): pairwise_weight x the Gaussian log-density, up to a
-constant, of their step under a ChainModel fitted on the training split's ground truth.
+Candidates (lmfusion.decoding.chain_candidates): each landmark's top heatmap peaks, the regressed point and
+optionally the same-kind neighbours' peaks at a log penalty. Unary: log heatmap + prior_weight x log fusion prior;
+pairwise (k, k + 1): pairwise_weight x the Gaussian log-density, up to a constant, of their step under a ChainModel
+fitted on the training split's ground truth.
 
 The end node (`ChainSettings.end_node`, with a U-Net trained with `train_unet.sacrum_channel`): one more node below
 the last landmark, the S1 body, whose candidates are the sacrum map's peaks and the point extrapolated from the
@@ -14,10 +14,14 @@ ends one level high must then put the S1 body where a disc or L5 is, which the s
 
 The end check (`ChainSettings.end_check`, no sacrum map needed): nothing below the last landmark looks like the one
 before it. For candidates a of landmark K-2 and b of landmark K-1, the point b + (b - a), one step beyond the
-chain's end, is read in landmark K-2's map (its maximum over OpenCV's elliptical kernel of radius min_sep / 2 px, a
+chain's end, is read in landmark K-2's map (its maximum over OpenCV's elliptical kernel of radius end_radius px, a
 little wider than the disk at the diagonals), and the last step scores end_check x log(1 - that value). A chain that
 ends a level high (its last disc on the true L4-L5, a collapsed L5-S1 below) puts that point on the true L5 body,
 where the L5 map fires; the right chain puts it on S1, where it does not.
+
+One path: `decode` = `check_inputs` -> `scan_peaks` -> `prepare` (the nodes and every term the weights do not change)
+-> `solve` (the weighted DP). The fit's grid search (lmfusion.decoding.chain_fit) runs the same `prepare` once per
+candidate set and `solve` for each weight pair.
 
 Legend: N studies, K landmarks (top to bottom), M candidates per landmark, H x W heatmap pixels; (x, y) in heatmap
 pixels (`_hm`); mm_per_hm_px (N, 2). Numpy (OpenCV only for the end check's dilation); studies are independent;
@@ -26,50 +30,57 @@ ties go to the lowest candidate index.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import dataclasses
+from dataclasses import KW_ONLY, asdict, dataclass
 
 import cv2
 import numpy as np
 
-from lmfusion.anatomy import sacrum_anchor
 from lmfusion.decoding import peaks
+from lmfusion.decoding.chain_candidates import EPS, Candidates, Scan, candidates, scan_peaks, with_end_node
 from lmfusion.decoding.chain_model import COV_REG, UNITS, ChainModel, chain_length  # noqa: F401 (re-exported)
 from lmfusion.decoding.fusion import sigma_vector
 from lmfusion.errors import DataError, ParamError
 
 MODES = ("chain", "fused", "argmax")
-EPS = 1e-6  # heatmap floor before the log: a channel without mass costs a finite log(1e-6), not -inf
 
 
 @dataclass(frozen=True)
 class ChainSettings:
     """The chain decode's weights, and the decoder's `mode`: what the method "chain" answers, the joint DP's choice
-    ("chain") or, where fitting on the validation split found it better, the "fused" or "argmax" landmarks."""
+    ("chain") or, where fitting on the validation split found it better, the "fused" or "argmax" landmarks. The two
+    lengths are in heatmap px, from chain.rival_sep and chain.end_radius (lmfusion.config.geometry): no default."""
 
     mode: str = "chain"
     prior_weight: float = 0.25
     pairwise_weight: float = 0.05  # small: every channel also fires a level off, the heatmaps must outvote the shape
     n_candidates: int = 8  # own heatmap peaks per landmark
     lend_penalty: float | None = None  # subtracted from lent candidates' log score; None = no lending
-    min_sep: float = 6.0  # heatmap px, about half the usual neighbour step: the margin's rival moves every landmark
     trust_regressor: bool = False  # the regressed candidate scores at least its measured reliability x the top peak
     end_node: bool = False  # the S1 body, from the U-Net's sacrum map, is one more node below the last landmark
     end_check: float = 0.0  # weight of log(1 - landmark K-2's map one step beyond the end); 0: off
+    _: KW_ONLY
+    rival_sep: float  # heatmap px: the level margin's rival chain moves every landmark at least this far
+    end_radius: float  # heatmap px: the end check reads the map's maximum within this radius
 
     def __post_init__(self) -> None:
-        values = (self.prior_weight, self.pairwise_weight, self.min_sep, self.lend_penalty or 0.0, self.end_check)
-        if (self.mode not in MODES or not all(np.isfinite(v) and v >= 0 for v in values) or self.min_sep == 0
+        values = (self.prior_weight, self.pairwise_weight, self.rival_sep, self.end_radius, self.lend_penalty or 0.0,
+                  self.end_check)
+        if (self.mode not in MODES or not all(np.isfinite(v) and v >= 0 for v in values) or self.rival_sep == 0
                 or int(self.n_candidates) != self.n_candidates or self.n_candidates < 1):
-            raise ParamError(f"chain settings: expected mode in {MODES}, finite weights, end_check and lend_penalty "
-                             f">= 0 (or None), min_sep > 0, an integer n_candidates >= 1; got {self}")
+            raise ParamError(f"chain settings: expected mode in {MODES}, finite weights, end_check, end_radius and "
+                             f"lend_penalty >= 0 (or None), rival_sep > 0, an integer n_candidates >= 1; got {self}")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> ChainSettings:
-        if set(d) - set(cls.__dataclass_fields__):
-            raise ParamError(f"chain settings: unknown keys {sorted(set(d) - set(cls.__dataclass_fields__))}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING}
+        if set(d) - names or required - set(d):
+            raise ParamError(f"chain settings: unknown keys {sorted(set(d) - names)}, missing keys "
+                             f"{sorted(required - set(d))}")
         return cls(**d)
 
 
@@ -78,80 +89,104 @@ class ChainResult:
     xy_hm: np.ndarray  # (N, K, 2) chosen positions (integer peaks, or the regressed point)
     xy_sub_hm: np.ndarray  # (N, K, 2) the same, own-channel peaks refined to sub-pixel
     score: np.ndarray  # (N,) the chain DP's best total score (in every mode)
-    margin: np.ndarray  # (N,) best minus the best rival sharing no position; +inf when there is no rival
+    margin: np.ndarray  # (N,) best minus the best rival sharing no position; +inf: no rival; NaN: not asked for
 
 
 @dataclass(frozen=True)
-class _Scan:
-    xy: np.ndarray  # (N, K, n, 2) own peaks, strongest first; NaN where a channel has fewer than n
-    xy_sub: np.ndarray  # (N, K, n, 2) the peaks refined by peaks.refine
-    val: np.ndarray  # (N, K, n) peak values, 0 where missing
-    reg_val: np.ndarray  # (N, K) heatmap at the regressed point's nearest pixel, 0 outside
+class ChainInputs:
+    """A decode's checked arrays."""
+
+    heatmaps: np.ndarray  # (N, K, H, W) as given
+    xy_reg: np.ndarray  # (N, K, 2) float64 regressed landmarks
+    mm: np.ndarray  # (N, 2) mm per heatmap px
+    sigma: np.ndarray  # (K,) fusion prior sigma
+    length: np.ndarray  # (N,) the chain's length in the model's unit (1 in mm), floored above 0
+    model: ChainModel
 
 
 @dataclass(frozen=True)
-class _Candidates:
-    xy: np.ndarray  # (N, K, M, 2); empty slots sit on the regressed point (no NaN reaches the DP)
-    xy_sub: np.ndarray  # (N, K, M, 2)
-    log_hm: np.ndarray  # (N, K, M) log heatmap (the lender's for lent ones), -inf for empty slots
-    lent: np.ndarray  # (N, K, M) bool
+class Nodes:
+    """The chain's nodes with every term the weights do not change: candidates, regressed points and prior sigmas of
+    K' nodes (K + 1 with the end node), the unweighted pair terms and the weighted end check."""
+
+    cand: Candidates  # (N, K', M, ...)
+    xy_reg: np.ndarray  # (N, K', 2)
+    sigma: np.ndarray  # (K',)
+    pair: np.ndarray  # (N, K'-1, M, M) pair_terms, before pairwise_weight
+    check: np.ndarray | None  # (N, M, M) end_check x end_check_terms; None when off
+    k: int  # K, the landmarks among the nodes
 
 
-def scan_peaks(heatmaps: np.ndarray, xy_reg: np.ndarray, n: int, floor: float) -> _Scan:
-    """Every channel's n strongest peaks and its value at the regressed point, chunk by chunk."""
-    parts = [(*peaks.local_maxima(hm, n, floor), peaks.values_at(hm, xr))
-             for _, hm, xr in peaks.chunks(heatmaps, xy_reg)]
-    return _Scan(*(np.concatenate(p) for p in zip(*parts, strict=True)))
+def check_inputs(heatmaps: np.ndarray, xy_reg_hm: np.ndarray, mm_per_hm_px: np.ndarray, sigma_hm: np.ndarray,
+                 model: ChainModel) -> ChainInputs:
+    """The arrays of a decode, checked: one DataError naming what does not fit."""
+    heatmaps = np.asarray(heatmaps)
+    xy, mm = np.asarray(xy_reg_hm, np.float64), np.asarray(mm_per_hm_px, np.float64)
+    if heatmaps.ndim != 4 or xy.shape != (*heatmaps.shape[:2], 2) or mm.shape != (len(xy), 2):
+        raise DataError(f"chain decode: expected heatmaps (N, K, H, W), regressed (N, K, 2) and mm per px (N, 2), "
+                        f"got {heatmaps.shape}, {xy.shape}, {mm.shape}")
+    if not (np.isfinite(xy).all() and np.isfinite(mm).all()):
+        raise DataError("chain decode: regressed coordinates and mm per px must be finite")
+    if len(model.mean) != heatmaps.shape[1] - 1:
+        raise DataError(f"chain model has {len(model.mean) + 1} landmarks, heatmaps {heatmaps.shape[1]}")
+    sigma = sigma_vector(sigma_hm, heatmaps.shape[1])
+    length = chain_length(xy, mm) if model.unit == "spine" else np.ones(len(xy))
+    return ChainInputs(heatmaps, xy, mm, sigma, np.maximum(length, 1e-6), model)
 
 
-def candidates(scan: _Scan, xy_reg: np.ndarray, n: int, lend: bool,
-               reliability: np.ndarray | None = None) -> _Candidates:
-    """M = n + 1 (+ 2n lent) candidates per landmark: own peaks, the regressed point, peaks of k - 2 and k + 2.
+def prepare(inputs: ChainInputs, scan: Scan, settings: ChainSettings, min_product: float,
+            reliability: np.ndarray | None = None, anchor: np.ndarray | None = None) -> Nodes:
+    """The nodes of `settings`' candidate set (n_candidates, lending, trust, end node, end check) from a scan of at
+    least n_candidates peaks; the weights are `solve`'s."""
+    n, k = settings.n_candidates, inputs.heatmaps.shape[1]
+    trust = reliability if settings.trust_regressor else None
+    c = candidates(scan, inputs.xy_reg, n, settings.lend_penalty is not None, trust)
+    xy_reg, sigma, model = inputs.xy_reg, inputs.sigma, inputs.model
+    if settings.end_node:
+        if anchor is None or len(anchor) != len(xy_reg):
+            raise DataError("chain end node: needs the U-Net's sacrum map for every study (train_unet.sacrum_channel: "
+                            "true); refit the decoder without it (chain.end_node: false)")
+        c, xy_reg, sigma = with_end_node(c, anchor, xy_reg, sigma, n, min_product)
+        model = model.with_end()
+    pair = pair_terms(c.xy, inputs.mm, inputs.length, model)  # (N, K'-1, M, M)
+    check = (settings.end_check * end_check_terms(inputs.heatmaps, c.xy, settings.end_radius)
+             if settings.end_check > 0 and k >= 2 else None)
+    return Nodes(c, xy_reg, sigma, pair, check, k)
 
-    reliability: (K,) the regressor's share of validation landmarks within the target radius; given, the regressed
-    candidate's heatmap value is at least reliability x its channel's top peak (a trusted regressor's point competes
-    with the peaks even where the heatmap is empty; an unreliable one's hardly).
+
+def solve(nodes: Nodes, settings: ChainSettings, margin: bool = True) -> ChainResult:
+    """The joint DP on prepared nodes with `settings`' weights; the margin (a second DP) only where asked."""
+    unary = unary_scores(nodes.cand, nodes.xy_reg, nodes.sigma, settings.prior_weight, settings.lend_penalty)
+    pair = settings.pairwise_weight * nodes.pair  # (N, K'-1, M, M), a new array
+    if nodes.check is not None:
+        pair[:, nodes.k - 2] += nodes.check  # the step K-2 -> K-1
+    idx, best = viterbi(unary, pair)
+    gap = _margin(unary, pair, nodes.cand.xy, idx, best, settings.rival_sep) if margin else np.full(len(idx), np.nan)
+    k = nodes.k
+    return ChainResult(xy_hm=take(nodes.cand.xy, idx)[:, :k], xy_sub_hm=take(nodes.cand.xy_sub, idx)[:, :k],
+                       score=best, margin=gap)
+
+
+def decode(heatmaps: np.ndarray, xy_reg_hm: np.ndarray, mm_per_hm_px: np.ndarray, sigma_hm: np.ndarray,
+           model: ChainModel, settings: ChainSettings, min_product: float,
+           reliability: np.ndarray | None = None, anchor: np.ndarray | None = None) -> ChainResult:
+    """The joint DP's landmarks of every study, with its score and margin (`settings.mode` is the decoder's: the
+    margin and the wrong-level flag come from the DP whichever answer the decoder gives).
+
+    Args:
+        heatmaps: (N, K, H, W) probabilities, float16 or float32.
+        xy_reg_hm: (N, K, 2) regressed landmarks in heatmap px; mm_per_hm_px: (N, 2).
+        sigma_hm: (K,) or one fusion prior sigma in heatmap px (inf = flat).
+        min_product: heatmap values below it are no peak.
+        reliability: (K,) the regressor's measured reliability, used where settings.trust_regressor says so.
+        anchor: (N, H, W) the U-Net's sacrum map, needed where settings.end_node says so.
     """
-    k = xy_reg.shape[1]
-    own_xy, own_val, reg = scan.xy[:, :, :n], scan.val[:, :, :n], xy_reg[:, :, None]
-    reg_val = scan.reg_val if reliability is None else np.maximum(scan.reg_val, reliability * scan.val[:, :, 0])
-    xy, sub, val = [own_xy, reg], [scan.xy_sub[:, :, :n], reg], [own_val, reg_val[:, :, None]]
-    lent = [np.zeros(n + 1, bool)]
-    for shift in (-2, 2) if lend else ():  # landmark k borrows from k + shift
-        src, dst = slice(max(shift, 0), k + min(shift, 0)), slice(max(-shift, 0), k + min(-shift, 0))
-        b_xy, b_val = np.full_like(own_xy, np.nan), np.zeros_like(own_val)
-        b_xy[:, dst], b_val[:, dst] = own_xy[:, src], own_val[:, src]
-        xy, sub, val, lent = xy + [b_xy], sub + [b_xy], val + [b_val], lent + [np.ones(n, bool)]
-    xy, sub, val = np.concatenate(xy, 2), np.concatenate(sub, 2), np.concatenate(val, 2)  # (N, K, M, ...)
-    empty = ~np.isfinite(xy).all(-1)  # (N, K, M)
-    xy, sub = np.where(empty[..., None], reg, xy), np.where(empty[..., None], reg, sub)
-    log_hm = np.where(empty, -np.inf, np.log(np.maximum(val, EPS)))
-    return _Candidates(xy, sub, log_hm, np.broadcast_to(np.concatenate(lent), log_hm.shape))
+    inputs = check_inputs(heatmaps, xy_reg_hm, mm_per_hm_px, sigma_hm, model)
+    scan = scan_peaks(inputs.heatmaps, inputs.xy_reg, settings.n_candidates, min_product)
+    return solve(prepare(inputs, scan, settings, min_product, reliability, anchor), settings)
 
 
-def with_end_node(c: _Candidates, anchor: np.ndarray, xy_reg: np.ndarray, sigma: np.ndarray, n: int,
-                  floor: float) -> tuple[_Candidates, np.ndarray, np.ndarray]:
-    """The candidates, regressed points and sigmas of K + 1 nodes: the end node appended below the last landmark.
-
-    Its candidates are the n strongest peaks of the sacrum map `anchor` (N, H, W) and the point extrapolated from the
-    regressed chain (the S1 body as training drew it), padded to the landmarks' M with empty slots; its prior sigma
-    is the last landmark's.
-    """
-    xy_end = sacrum_anchor(xy_reg, range(xy_reg.shape[1]))  # (N, 2)
-    if xy_end is None:
-        raise DataError("chain end node: needs at least 3 landmarks")
-    xy_end = xy_end[:, None]  # (N, 1, 2)
-    e = candidates(scan_peaks(np.asarray(anchor)[:, None], xy_end, n, floor), xy_end, n, lend=False)
-    pad = c.xy.shape[2] - e.xy.shape[2]  # >= 0: the landmarks have n + 1 candidates, or more when lending
-    edge = ((0, 0), (0, 0), (0, pad))
-    joined = _Candidates(xy=np.concatenate([c.xy, np.pad(e.xy, (*edge, (0, 0)), mode="edge")], 1),
-                         xy_sub=np.concatenate([c.xy_sub, np.pad(e.xy_sub, (*edge, (0, 0)), mode="edge")], 1),
-                         log_hm=np.concatenate([c.log_hm, np.pad(e.log_hm, edge, constant_values=-np.inf)], 1),
-                         lent=np.concatenate([c.lent, np.zeros((*e.lent.shape[:2], c.lent.shape[2]), bool)], 1))
-    return joined, np.concatenate([xy_reg, xy_end], 1), np.append(sigma, sigma[-1])
-
-
-def unary_scores(c: _Candidates, xy_reg: np.ndarray, sigma: np.ndarray, prior_weight: float,
+def unary_scores(c: Candidates, xy_reg: np.ndarray, sigma: np.ndarray, prior_weight: float,
                  lend_penalty: float | None) -> np.ndarray:
     """(N, K, M) log heatmap + prior_weight x log prior - lend_penalty for lent candidates."""
     d2 = ((c.xy - xy_reg[:, :, None]) ** 2).sum(-1)  # (N, K, M)
@@ -192,13 +227,6 @@ def end_check_terms(heatmaps: np.ndarray, xy: np.ndarray, radius: float) -> np.n
     return out
 
 
-def with_end_check(pair: np.ndarray, check: np.ndarray, k: int) -> np.ndarray:
-    """(N, K'-1, M, M) the pair terms with the weighted end check (N, M, M) added to the step K-2 -> K-1."""
-    out = pair.copy()
-    out[:, k - 2] += check
-    return out
-
-
 def viterbi(unary: np.ndarray, pair: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Exact MAP of a chain: (N, K) chosen candidate indices and (N,) total scores, O(K M^2) per study."""
     n, k, _ = unary.shape
@@ -221,58 +249,8 @@ def take(xy: np.ndarray, idx: np.ndarray) -> np.ndarray:
 
 
 def _margin(unary: np.ndarray, pair: np.ndarray, xy: np.ndarray, idx: np.ndarray, best: np.ndarray,
-            min_sep: float) -> np.ndarray:
-    """(N,) best minus the best configuration with every landmark at least min_sep px from the best's point."""
-    near = ((xy - take(xy, idx)[:, :, None]) ** 2).sum(-1) < min_sep**2  # (N, K, M)
+            rival_sep: float) -> np.ndarray:
+    """(N,) best minus the best configuration with every landmark at least rival_sep px from the best's point."""
+    near = ((xy - take(xy, idx)[:, :, None]) ** 2).sum(-1) < rival_sep**2  # (N, K, M)
     _, rival = viterbi(np.where(near, -np.inf, unary), pair)
     return np.where(np.isfinite(rival), best - rival, np.inf)
-
-
-def checked_inputs(heatmaps: np.ndarray, xy_reg_hm: np.ndarray, mm_per_hm_px: np.ndarray, sigma_hm: np.ndarray,
-            model: ChainModel) -> tuple[np.ndarray, ...]:
-    """Checked arrays: heatmaps (N, K, H, W) as given, xy (N, K, 2), mm (N, 2), sigma (K,), chain length (N,)."""
-    heatmaps = np.asarray(heatmaps)
-    xy, mm = np.asarray(xy_reg_hm, np.float64), np.asarray(mm_per_hm_px, np.float64)
-    if heatmaps.ndim != 4 or xy.shape != (*heatmaps.shape[:2], 2) or mm.shape != (len(xy), 2):
-        raise DataError(f"chain decode: expected heatmaps (N, K, H, W), regressed (N, K, 2) and mm per px (N, 2), "
-                        f"got {heatmaps.shape}, {xy.shape}, {mm.shape}")
-    if not (np.isfinite(xy).all() and np.isfinite(mm).all()):
-        raise DataError("chain decode: regressed coordinates and mm per px must be finite")
-    if len(model.mean) != heatmaps.shape[1] - 1:
-        raise DataError(f"chain model has {len(model.mean) + 1} landmarks, heatmaps {heatmaps.shape[1]}")
-    sigma = sigma_vector(sigma_hm, heatmaps.shape[1])
-    length = chain_length(xy, mm) if model.unit == "spine" else np.ones(len(xy))
-    return heatmaps, xy, mm, sigma, np.maximum(length, 1e-6)
-
-
-def decode(heatmaps: np.ndarray, xy_reg_hm: np.ndarray, mm_per_hm_px: np.ndarray, sigma_hm: np.ndarray,
-           model: ChainModel, settings: ChainSettings, min_product: float,
-           reliability: np.ndarray | None = None, anchor: np.ndarray | None = None) -> ChainResult:
-    """The joint DP's landmarks of every study, with its score and margin (`settings.mode` is the decoder's: the
-    margin and the wrong-level flag come from the DP whichever answer the decoder gives).
-
-    Args:
-        heatmaps: (N, K, H, W) probabilities, float16 or float32.
-        xy_reg_hm: (N, K, 2) regressed landmarks in heatmap px; mm_per_hm_px: (N, 2).
-        sigma_hm: (K,) or one fusion prior sigma in heatmap px (inf = flat).
-        min_product: heatmap values below it are no peak.
-        reliability: (K,) the regressor's measured reliability, used where settings.trust_regressor says so.
-        anchor: (N, H, W) the U-Net's sacrum map, needed where settings.end_node says so.
-    """
-    heatmaps, xy_reg, mm, sigma, length = checked_inputs(heatmaps, xy_reg_hm, mm_per_hm_px, sigma_hm, model)
-    n, k = settings.n_candidates, heatmaps.shape[1]
-    trust = reliability if settings.trust_regressor else None
-    c = candidates(scan_peaks(heatmaps, xy_reg, n, min_product), xy_reg, n, settings.lend_penalty is not None, trust)
-    if settings.end_node:
-        if anchor is None or len(anchor) != len(xy_reg):
-            raise DataError("chain end node: needs the U-Net's sacrum map for every study (train_unet.sacrum_channel: "
-                            "true); refit the decoder without it (chain.end_node: false)")
-        c, xy_reg, sigma = with_end_node(c, anchor, xy_reg, sigma, n, min_product)
-        model = model.with_end()
-    unary = unary_scores(c, xy_reg, sigma, settings.prior_weight, settings.lend_penalty)  # (N, K', M)
-    pair = settings.pairwise_weight * pair_terms(c.xy, mm, length, model)  # (N, K'-1, M, M)
-    if settings.end_check > 0 and k >= 2:
-        pair = with_end_check(pair, settings.end_check * end_check_terms(heatmaps, c.xy, settings.min_sep / 2), k)
-    idx, best = viterbi(unary, pair)
-    margin = _margin(unary, pair, c.xy, idx, best, settings.min_sep)
-    return ChainResult(xy_hm=take(c.xy, idx)[:, :k], xy_sub_hm=take(c.xy_sub, idx)[:, :k], score=best, margin=margin)

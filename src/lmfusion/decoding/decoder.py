@@ -1,9 +1,9 @@
 """The landmark decoder: raw network outputs -> every method's landmarks in the original images' pixels.
 
-One codec owns the decode end to end (the method names, the fusion prior, the chain decode, the rescaling from
-heatmap to original pixels, the scores and the study-level confidence), so the evaluate stage, the report,
-`LandmarkPredictor` and `lmfusion predict` give the same coordinates for the same outputs. Pure numpy: reading
-cached outputs needs no torch. Fitted by `lmfusion.decoding.fit`, saved as models/decoder.json.
+One codec owns the decode end to end (every method of lmfusion.decoding.methods, the fusion prior, the chain
+decode, the rescaling from heatmap to original pixels, the scores and the study-level confidence), so the evaluate
+stage, the report, `LandmarkPredictor` and `lmfusion predict` give the same coordinates for the same outputs. Pure
+numpy: reading cached outputs needs no torch. Fitted by `lmfusion.decoding.fit`, saved as models/decoder.json.
 
 "chain" names three things, one each:
 - the method "chain" (and "chain_subpixel"): what `Decoded.xy["chain"]` holds, the answer of the fitted decode;
@@ -31,15 +31,13 @@ import numpy as np
 
 from lmfusion.coords import from_norm, rescale
 from lmfusion.decoding import chain, fusion, peaks
+from lmfusion.decoding.methods import METHODS
 from lmfusion.errors import DataError
 
 log = logging.getLogger("lmfusion")
 
 DECODER_FILE = "decoder.json"  # in the models folder: the fitted decoder (the evaluate stage writes it)
 LEGACY_DECODER_FILE = "fusion.json"  # its name before this release: still read, with a warning
-
-METHODS = ("direct", "argmax", "argmax_subpixel", "fused", "fused_subpixel", "gated", "gated_subpixel", "chain",
-           "chain_subpixel")
 
 
 @dataclass(frozen=True)
@@ -76,23 +74,34 @@ class LandmarkDecoder:
         sigma_hm: (K,) fusion prior sigma in heatmap pixels (inf: plain argmax, 0: the regressed point).
         min_product: below this peak of prior x heatmap the regressed point is kept (a fallback).
         chain_model: the neighbour displacement model; None decodes "chain" as "fused" (with a NaN margin).
-        chain: the chain decode's weights and mode (lmfusion.decoding.chain.ChainSettings).
+        chain: the chain decode's weights, mode and lengths (lmfusion.decoding.chain.ChainSettings); needed with a
+            chain_model.
         margin_threshold: a study whose chain margin is below it is flagged level_uncertain.
         best_method: the method that was best on the validation split (what `lmfusion predict` uses by default).
         gate_ratio: "gated" takes the fused landmark where the heatmap is ambiguous, its strongest rival peak (at
             least gate_sep heatmap px from the top one) at least gate_ratio x the top peak, else the argmax
             (0: always fused; inf: always argmax).
+        gate_sep: heatmap px (fusion.gate_sep scaled by lmfusion.config.geometry); needed where 0 < gate_ratio < inf.
+
+    The lengths are the fitted heatmaps' pixels, stored in decoder.json, so decoding needs no params.yaml.
     """
 
     sigma_hm: np.ndarray
     min_product: float
     chain_model: chain.ChainModel | None = None
-    chain: chain.ChainSettings = chain.ChainSettings()
+    chain: chain.ChainSettings | None = None
     margin_threshold: float = 0.0
     best_method: str = "fused"
     gate_ratio: float = np.inf
-    gate_sep: float = 6.0
+    gate_sep: float | None = None
     reliability: np.ndarray | None = None  # (K,) the regressor's share of val landmarks within the target radius
+
+    def __post_init__(self) -> None:
+        if self.chain_model is not None and self.chain is None:
+            raise DataError("decoder: a chain model needs its chain settings (chain)")
+        if 0 < self.gate_ratio < np.inf and not (self.gate_sep is not None and self.gate_sep > 0):
+            raise DataError(f"decoder: gate ratio {self.gate_ratio:g} needs a gate_sep > 0 heatmap px, "
+                            f"got {self.gate_sep}")
 
     def decode(self, coords_norm: np.ndarray, heatmaps: np.ndarray, sizes: np.ndarray,
                spacing: np.ndarray | None = None, anchor: np.ndarray | None = None) -> Decoded:
@@ -173,24 +182,48 @@ class LandmarkDecoder:
         """JSON-ready: an infinite sigma (plain argmax) or margin threshold is written "inf"."""
         return {"sigma_hm": sigma_to_json(self.sigma_hm), "min_product": self.min_product,
                 "chain_model": None if self.chain_model is None else self.chain_model.to_dict(),
-                "chain": self.chain.to_dict(), "margin_threshold": sigma_to_json([self.margin_threshold])[0],
+                "chain": None if self.chain is None else self.chain.to_dict(),
+                "margin_threshold": sigma_to_json([self.margin_threshold])[0],
                 "best_method": self.best_method, "gate_ratio": sigma_to_json([self.gate_ratio])[0],
                 "gate_sep": self.gate_sep,
                 "reliability": None if self.reliability is None else [float(r) for r in self.reliability]}
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> LandmarkDecoder:
-        """The decoder the evaluate stage fitted: a decoder.json file, or a models folder holding one."""
-        raw = json.loads(decoder_path(path).read_text())
-        model = raw.get("chain_model")
-        return cls(sigma_hm=np.asarray([float(s) for s in raw["sigma_hm"]], dtype=np.float64),
-                   min_product=float(raw["min_product"]),
+        """The decoder the evaluate stage fitted: a decoder.json file, or a models folder holding one. A field this
+        release needs and an older file lacks is a one-line DataError naming both."""
+        file = decoder_path(path)
+        raw = json.loads(file.read_text())
+        model, settings = raw.get("chain_model"), raw.get("chain")
+        gate_ratio = float(raw.get("gate_ratio", "inf"))
+        gate_sep = _field(raw, "gate_sep", file) if 0 < gate_ratio < np.inf else raw.get("gate_sep")
+        return cls(sigma_hm=np.asarray([float(s) for s in _field(raw, "sigma_hm", file)], dtype=np.float64),
+                   min_product=float(_field(raw, "min_product", file)),
                    chain_model=None if model is None else chain.ChainModel.from_dict(model),
-                   chain=chain.ChainSettings.from_dict(raw.get("chain", {})),
+                   chain=None if model is None and not settings else _chain_settings(_field(raw, "chain", file), file),
                    margin_threshold=float(raw.get("margin_threshold", 0.0)),
-                   best_method=raw.get("best_method", "fused"),
-                   gate_ratio=float(raw.get("gate_ratio", "inf")), gate_sep=float(raw.get("gate_sep", 6.0)),
+                   best_method=raw.get("best_method", "fused"), gate_ratio=gate_ratio,
+                   gate_sep=None if gate_sep is None else float(gate_sep),
                    reliability=None if raw.get("reliability") is None else np.asarray(raw["reliability"], float))
+
+
+def _field(raw: dict, key: str, file: Path, where: str = "") -> Any:
+    """raw[key], or a one-line error naming the decoder file and the field."""
+    if key not in raw:
+        raise DataError(f"{file}: field {where}{key} missing (written by an older release); rerun the evaluate stage "
+                        f"(dvc repro evaluate)")
+    return raw[key]
+
+
+def _chain_settings(d: dict, file: Path) -> chain.ChainSettings:
+    """The chain settings of a decoder file. A file of before rival_sep and end_radius has their one length min_sep
+    (the margin's rival distance, and half of it the end check's radius): read as exactly that."""
+    if "min_sep" in d and not {"rival_sep", "end_radius"} & set(d):
+        d = {**{k: v for k, v in d.items() if k != "min_sep"}, "rival_sep": d["min_sep"],
+             "end_radius": d["min_sep"] / 2}
+    for key in ("rival_sep", "end_radius"):
+        _field(d, key, file, "chain.")
+    return chain.ChainSettings.from_dict(d)
 
 
 def split_maps(heatmaps: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray | None]:

@@ -1,6 +1,6 @@
 """Every picture the pipeline draws, one module per thing drawn. Images are BGR uint8 (OpenCV); charts use matplotlib.
 
-    drawing      primitives: method colours, points on an image, montages, PNG writing (OpenCV only)
+    drawing      primitives: role colours, points on an image, montages, PNG writing (OpenCV only)
     charts       result charts with matplotlib (imported inside the functions)
     evaluation   the evaluate stage's overlays, worst cases, shifted studies and fusion example
     prepared     the prepare stage's montage of U-Net inputs, the hardest fields of view first

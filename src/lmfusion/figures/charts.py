@@ -2,8 +2,9 @@
 of one landmark (the paper's Figure 9), the prior-sigma sweep and learning curves side by side. Every PNG is
 written atomically.
 
-matplotlib is imported inside the functions, so importing this module stays cheap. Method colours are those of
-lmfusion.figures.drawing.COLORS (BGR there, RGB here), so a method has one colour in every figure.
+matplotlib is imported inside the functions, so importing this module stays cheap. A method's colour is its row's in
+lmfusion.decoding.methods (the ground truth's is lmfusion.figures.drawing.COLORS', BGR there), so a method has one
+colour in every figure.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Collection, Mapping, Sequence
 
 import numpy as np
 
+from lmfusion.decoding.methods import COLOURS, SUBPIXEL
 from lmfusion.figures.drawing import COLORS
 from lmfusion.io import atomic_path
 
@@ -27,11 +29,14 @@ def _rgb(bgr: tuple[int, int, int]) -> tuple[float, float, float]:
     return bgr[2] / 255, bgr[1] / 255, bgr[0] / 255
 
 
-def _style(method: str, i: int) -> dict[str, Any]:
-    """Line colour and style of a method: a `_subpixel` variant has its base method's colour, dashed."""
-    base = method.removesuffix("_subpixel")
-    color = _rgb(COLORS[base]) if base in COLORS else _FALLBACK_COLORS[i % len(_FALLBACK_COLORS)]
-    return {"color": color, "linestyle": "--" if base != method else "-"}
+def _style(name: str, i: int) -> dict[str, Any]:
+    """Line colour and style of a decode method (a `_subpixel` variant has its base method's colour, dashed), of the
+    ground truth, or of the i-th other name."""
+    if name in COLOURS:
+        color: Any = COLOURS[name]
+    else:
+        color = _rgb(COLORS[name]) if name in COLORS else _FALLBACK_COLORS[i % len(_FALLBACK_COLORS)]
+    return {"color": color, "linestyle": "--" if name.endswith(SUBPIXEL) else "-"}
 
 
 def _figure(width_in: float, height_in: float) -> Figure:
@@ -129,7 +134,7 @@ def sigma_sweep_png(path: str | os.PathLike, sigmas: Sequence[float | str], sdr_
     fig = _figure(6.4, 4.2)
     ax = fig.add_subplot()
     x = np.arange(len(sigmas))
-    sdr_color, mre_color = _rgb(COLORS["fused"]), _rgb(COLORS["direct"])
+    sdr_color, mre_color = COLOURS["fused"], COLOURS["direct"]
     ax.plot(x, 100 * np.asarray(sdr_values, dtype=np.float64), "o-", color=sdr_color, label="success rate")
     ax.set_xticks(x, [s if isinstance(s, str) else f"{s:g}" for s in sigmas])
     at = f" at {radius_mm:g} mm" if radius_mm is not None else ""

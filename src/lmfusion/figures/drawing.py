@@ -1,4 +1,4 @@
-"""Drawing primitives with OpenCV: method colours, points on images, montages, PNG writing. Images are BGR uint8."""
+"""Drawing primitives with OpenCV: role colours, points on images, montages, PNG writing. Images are BGR uint8."""
 
 from __future__ import annotations
 
@@ -11,17 +11,19 @@ import numpy as np
 
 from lmfusion.io import atomic_path
 
-# BGR colours per method / role, used by every figure so a colour means the same thing everywhere
+# BGR colours per role, used by every figure so a colour means the same thing everywhere; a decode method's colour
+# is its row's in lmfusion.decoding.methods (bgr() converts it)
 COLORS = {
     "truth": (80, 220, 80),
-    "direct": (255, 160, 40),
-    "argmax": (60, 200, 255),
-    "fused": (60, 60, 255),
-    "gated": (0, 150, 255),
-    "chain": (255, 80, 255),
     "disc": (60, 60, 255),
     "body": (80, 220, 80),
 }
+
+
+def bgr(colour: str) -> tuple[int, int, int]:
+    """An "#rrggbb" colour as OpenCV's (blue, green, red)."""
+    r, g, b = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    return b, g, r
 
 
 def to_bgr(image: np.ndarray) -> np.ndarray:

@@ -15,15 +15,21 @@ from lmfusion.config.decoding import EvaluateConfig
 from lmfusion.coords import rescale
 from lmfusion.data.prepared import Prepared
 from lmfusion.decoding import fusion
+from lmfusion.decoding.methods import COLOURS
 from lmfusion.figures import charts
-from lmfusion.figures.drawing import COLORS, draw_points, montage, to_bgr, write_png
+from lmfusion.figures.drawing import COLORS, bgr, draw_points, montage, to_bgr, write_png
 from lmfusion.metrics import level_shift, radial_errors, wrong_level_studies
 
 if TYPE_CHECKING:
     from lmfusion.decoding import Decoded
-    from lmfusion.evaluation import SplitOutputs
+    from lmfusion.decoding.outputs import SplitOutputs
 
 SHOWN = ("direct", "argmax", "fused", "chain")
+
+
+def _colour(name: str) -> tuple[int, int, int]:
+    """BGR of the ground truth or of a decode method (its row in lmfusion.decoding.methods)."""
+    return COLORS[name] if name in COLORS else bgr(COLOURS[name])
 
 
 def _overlay(image_u8: np.ndarray, size: np.ndarray, truth: np.ndarray, decoded_xy: dict[str, np.ndarray],
@@ -33,9 +39,9 @@ def _overlay(image_u8: np.ndarray, size: np.ndarray, truth: np.ndarray, decoded_
     scale = max(1, 512 // s)
     img = to_bgr(cv2.resize(image_u8, (s * scale, s * scale), interpolation=cv2.INTER_LINEAR))
     to_px = lambda xy: rescale(xy, (size[0], size[1]), (s * scale, s * scale))  # noqa: E731
-    draw_points(img, to_px(truth), COLORS["truth"])
+    draw_points(img, to_px(truth), _colour("truth"))
     for m in SHOWN:
-        draw_points(img, to_px(decoded_xy[m]), COLORS[m], marker="cross")
+        draw_points(img, to_px(decoded_xy[m]), _colour(m), marker="cross")
     cv2.putText(img, caption, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
     return img
 
@@ -44,7 +50,7 @@ def _legend(width: int) -> np.ndarray:
     bar = np.zeros((22, width, 3), np.uint8)
     x = 6
     for label in ("truth", *SHOWN):
-        cv2.circle(bar, (x + 5, 11), 5, COLORS[label], -1, cv2.LINE_AA)
+        cv2.circle(bar, (x + 5, 11), 5, _colour(label), -1, cv2.LINE_AA)
         cv2.putText(bar, label, (x + 14, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
         x += 24 + 9 * len(label)
     return bar

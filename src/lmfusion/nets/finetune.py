@@ -117,7 +117,7 @@ def _check_runs(net: nn.Module, size: int, key: str, path: str | os.PathLike, pr
 
 
 def held_part(net: nn.Module) -> nn.Module:
-    """The backbone (regressor) or encoder (heatmap net) that freeze_epochs holds still."""
+    """The backbone (regressor) or encoder (U-Net) that freeze_epochs holds still."""
     inner = getattr(net, "net", net)  # ResizeToInput
     return inner.backbone if hasattr(inner, "backbone") else inner.encoder
 

@@ -28,16 +28,16 @@ def to_input(images_u8: np.ndarray) -> torch.Tensor:
 class Networks:
     """The two trained networks and their input sizes."""
 
-    def __init__(self, regressor: torch.nn.Module, heatmap_net: torch.nn.Module, meta_reg: dict, meta_hm: dict,
+    def __init__(self, regressor: torch.nn.Module, unet: torch.nn.Module, meta_reg: dict, meta_hm: dict,
                  device: str | None = None):
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.regressor = regressor.to(self.device).eval()
-        self.heatmap_net = heatmap_net.to(self.device).eval()
+        self.unet = unet.to(self.device).eval()
         self.reg_size = int(meta_reg["input_size"])
         self.hm_size = int(meta_hm["input_size"])
         self.names = tuple(meta_reg["names"])
         if tuple(meta_hm["names"]) != self.names:
-            raise DataError(f"the regressor's landmarks {self.names} differ from the heatmap network's "
+            raise DataError(f"the regressor's landmarks {self.names} differ from the U-Net's "
                             f"{tuple(meta_hm['names'])}: retrain both from one params.yaml")
         self.meta = {"regressor": meta_reg, "heatmap": meta_hm}
 
@@ -45,8 +45,8 @@ class Networks:
     def load(cls, regressor_path: str | os.PathLike, heatmap_path: str | os.PathLike,
              device: str | None = None) -> Networks:
         regressor, meta_reg = load_model(regressor_path)
-        heatmap_net, meta_hm = load_model(heatmap_path)
-        return cls(regressor, heatmap_net, meta_reg, meta_hm, device)
+        unet, meta_hm = load_model(heatmap_path)
+        return cls(regressor, unet, meta_reg, meta_hm, device)
 
     @torch.no_grad()
     def outputs(self, hm_images: np.ndarray, reg_images: np.ndarray, batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
@@ -61,6 +61,6 @@ class Networks:
             x_reg = to_input(reg_images[i:i + batch_size]).to(self.device)  # (n, 1, S_r, S_r)
             x_hm = to_input(hm_images[i:i + batch_size]).to(self.device)  # (n, 1, S_u, S_u)
             coords.append(self.regressor(x_reg).float().cpu().numpy())  # (n, K, 2)
-            logits = self.heatmap_net(x_hm)[:, :len(self.names) + 1]  # the K maps, and the sacrum map if trained
+            logits = self.unet(x_hm)[:, :len(self.names) + 1]  # the K maps, and the sacrum map if trained
             heatmaps.append(torch.sigmoid(logits.float()).cpu().numpy().astype(np.float16))
         return np.concatenate(coords).astype(np.float32), np.concatenate(heatmaps)

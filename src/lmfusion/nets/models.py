@@ -27,7 +27,7 @@ log = logging.getLogger("lmfusion")
 
 KINDS = ("regressor", "heatmap")
 HEADS = ("pooled", "flatten")  # the regressor's: see build_regressor
-# initial output logit of the heatmap nets: probability 0.01. From scratch, a net starting at 0.5 everywhere spends
+# initial output logit of the U-Net: probability 0.01. From scratch, a net starting at 0.5 everywhere spends
 # its first epochs only pushing the background down before any landmark peak forms.
 HEATMAP_PRIOR_LOGIT = math.log(0.01 / 0.99)
 
@@ -117,7 +117,7 @@ def _arch_class(arch: str) -> type:
     return cls
 
 
-def build_heatmap_net(arch: str, encoder: str, n_landmarks: int, encoder_depth: int,
+def build_unet(arch: str, encoder: str, n_landmarks: int, encoder_depth: int,
                       decoder_channels: tuple[int, ...] | list[int], weights: str | None = None,
                       extra_channels: int = 0, coord_channels: bool = False) -> nn.Module:
     """A segmentation_models_pytorch net with one input channel and one output map per landmark.
@@ -231,7 +231,7 @@ def save_model(path: str | os.PathLike, model: nn.Module, meta: dict) -> None:
 def build_from_meta(meta: dict) -> nn.Module:
     """A fresh network (no weights loaded) from a saved model's meta."""
     kwargs = {k: v for k, v in meta["builder"].items() if k != "weights"}
-    return build_regressor(**kwargs) if meta["kind"] == "regressor" else build_heatmap_net(**kwargs)
+    return build_regressor(**kwargs) if meta["kind"] == "regressor" else build_unet(**kwargs)
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:

@@ -12,8 +12,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from lmfusion import metrics
-from lmfusion.decoding import METHODS, LandmarkDecoder
-from lmfusion.evaluation import SplitOutputs, decode_split
+from lmfusion.decoding import LandmarkDecoder
+from lmfusion.decoding.methods import LABELS, METHODS
+from lmfusion.decoding.outputs import SplitOutputs
+from lmfusion.evaluation import decode_split
 from lmfusion.reporting.markdown import fmt, pct, table
 from lmfusion.reporting.benchmarks import experiments_section, finetune_section, regressor_section
 from lmfusion.reporting.styles import styles_section
@@ -28,17 +30,6 @@ FIGURES = (
     ("fusion_example.png", "Fusion of one landmark: the regressor's Gaussian prior, the U-Net heatmap and their "
                            "product (its argmax is the fused answer)."),
 )
-LABELS = {
-    "direct": "direct regression (Xception + FC)",
-    "argmax": "heatmap argmax (U-Net)",
-    "argmax_subpixel": "heatmap argmax + sub-pixel",
-    "fused": "fused (the paper)",
-    "fused_subpixel": "fused + sub-pixel",
-    "gated": "gated fusion (the prior where the heatmap is ambiguous)",
-    "gated_subpixel": "gated fusion + sub-pixel",
-    "chain": "chain (joint decode of the 11)",
-    "chain_subpixel": "chain + sub-pixel",
-}
 
 
 def method_table(results: dict, radii: Sequence[float], radius: float) -> str:
@@ -123,7 +114,8 @@ def render(r: ReportInputs, *, sweep: list[dict], models: list[dict], figures: S
     lines += [f"![{cap}](figures/{fn})\n\n*{cap}*\n" for fn, cap in figures]
     lines += ["## Mean radial error per landmark (test, mm)", "", per_landmark_table(r.evaluate["test"], r.names), "",
               "## Sigma sweep of the fusion prior", "",
-              "The fused method with a fixed prior sigma (in heatmap pixels) and with the auto sigma fitted on the "
+              "The fused method with a fixed prior sigma (`report.sigma_sweep`, in heatmap pixels, where "
+              "`fusion.sigma` is given at `heatmap.reference_size`) and with the auto sigma fitted on the "
               "validation split, from the cached network outputs.", "",
               sweep_table(sweep, r.radius), "", "![Sigma sweep](figures/sigma_sweep.png)", ""]
     lines += _prior_section(r) + _chain_section(r) + _models_section(models, r.radius) + _training_section(r.trains)
@@ -193,11 +185,12 @@ def _prior_section(r: ReportInputs) -> list[str]:
     points = lambda x: f"{100 * x:+.1f}"  # noqa: E731
     rows = [[n, *[points(effect[s][n][f"{m}_minus_argmax"]) for s in ("val", "test") for m in ("fused", "gated")]]
             for n in r.names]
-    gate = r.fitted["fit"].get("gate", {})
+    gate, sep = r.fitted["fit"].get("gate", {}), r.fitted.get("gate_sep")
+    sep = f" ({sep:g} heatmap px)" if isinstance(sep, (int, float)) else ""
     lines = ["## Where the fusion prior helps", "",
              f"Change in the share of landmarks within {r.radius:g} mm against plain heatmap argmax, in percentage "
              "points: fused is the paper's prior everywhere; gated uses it only where a channel's heatmap is "
-             "ambiguous (its strongest rival peak, at least `fusion.gate_sep` heatmap px from the top one, reaches "
+             f"ambiguous (its strongest rival peak, at least `fusion.gate_sep`{sep} from the top one, reaches "
              f"the gate ratio x the top peak). Gate: {r.fitted.get('gate_ratio', 'inf')}; the prior was used for "
              f"{r.evaluate['test']['prior_used']} of {r.evaluate['test']['landmarks']} test landmarks.", "",
              table(["landmark", "val: fused", "val: gated", "test: fused", "test: gated"], rows), ""]

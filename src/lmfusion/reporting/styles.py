@@ -6,10 +6,14 @@ and the SDR at that radius for the pipeline's best method, then studies identifi
 
 from __future__ import annotations
 
+from lmfusion.decoding.methods import DECODE_METHODS, SUBPIXEL
+
 STYLE_NOTES = {"default": "as varied as real series", "target": "STIR-like, steep junctions",
                "randomized": "every contrast and acquisition drawn", "unseen": "T1-like, low resolution, thick slice, "
                                                                                "strong bias; never trained on"}
-OTHER_METHODS = ("chain", "gated", "fused", "argmax")
+# the columns after the best method's: the heatmap methods without sub-pixel refinement, the registry's last first
+# (chain, gated, fused, argmax)
+OTHER_METHODS = tuple(m.name for m in reversed(DECODE_METHODS) if m.name != "direct" and not m.name.endswith(SUBPIXEL))
 
 
 def _count(k: int, n: int) -> str:

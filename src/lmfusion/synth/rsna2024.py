@@ -2,7 +2,7 @@
 
     train_series_descriptions.csv, train_label_coordinates.csv, train_images/<study_id>/<series_id>/<n>.dcm
 
-Each study of `study.generate_study` gives a Sagittal T2/STIR series (its 3 slices), a Sagittal T1 and an Axial T2
+Each study of `styles.generate_study` gives a Sagittal T2/STIR series (its 3 slices), a Sagittal T1 and an Axial T2
 series. The labels are the five discs as `Spinal Canal Stenosis` rows on the annotated (middle) T2 slice, with the
 RSNA data's quirks: instance numbers that do not follow the slice order, and in some studies one level labelled on
 a neighbouring slice (at its in-plane position). Neural foraminal rows on the T1 and subarticular rows on the axial

@@ -33,7 +33,7 @@ from lmfusion.config import PRETRAINED, TrainConfig, as_dict
 from lmfusion.data.prepared import Prepared
 from lmfusion.errors import DataError
 from lmfusion.io import file_digest, write_json
-from lmfusion.nets.models import IMAGENET, build_heatmap_net, build_regressor, save_model
+from lmfusion.nets.models import IMAGENET, build_unet, build_regressor, save_model
 from lmfusion.figures.drawing import write_png
 from lmfusion.training.loop import FitResult, fit, load_checkpoint
 
@@ -130,7 +130,7 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 def build(kind: str, builder: dict[str, Any], weights: str | None) -> nn.Module:
-    return build_regressor(**builder, weights=weights) if kind == "regressor" else build_heatmap_net(
+    return build_regressor(**builder, weights=weights) if kind == "regressor" else build_unet(
         **builder, weights=weights)
 
 
