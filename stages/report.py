@@ -2,13 +2,16 @@
 also logged to MLflow.
 
     python stages/report.py PREPARED_DIR OUTPUTS_DIR DECODER_JSON EVAL_PLOTS_DIR RUN_JSON METRICS_DIR OUT_DIR
-        [--params params.yaml] [--finetune DIR] [--experiments CSV] [--regressor CSV] [--styles DIR]
+        [--params params.yaml] [--finetune DIR] [--experiments CSV] [--regressor CSV] [--architectures CSV]
+        [--styles DIR]
 
 With --finetune, the report also shows DIR/finetune.json and DIR/finetune_curves.png when they exist
 (benchmarks/bench_finetune.py: scratch against fine-tuned on a small target set); with --experiments, the table of
 experiments/level_identification.py's CSV when it exists, with --regressor that of experiments/regressor.py; with
 --styles, DIR/styles.json's table when it exists (benchmarks/bench_styles.py: trained pipelines on held-out studies
-of every synthetic style).
+of every synthetic style). The heatmap models' table is this pipeline's U-Net (OUTPUTS_DIR/networks.json and
+METRICS_DIR) and, with --architectures, the rows of experiments/architectures.py's CSV. The report reads no MLflow
+store: every table comes from tracked files.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from lmfusion.config import load_params
 from lmfusion.data.prepared import load_prepared
 from lmfusion.decoding import LandmarkDecoder
 from lmfusion.errors import DataError
-from lmfusion.evaluation import load_split
+from lmfusion.evaluation import load_metas, load_split
 from lmfusion.io import atomic_path
 from lmfusion.stage import stage_main
 
@@ -56,6 +59,7 @@ def main() -> None:
     ap.add_argument("--styles", type=Path, help="folder of benchmarks/bench_styles.py's results")
     ap.add_argument("--experiments", type=Path, help="experiments/level_identification.py's CSV")
     ap.add_argument("--regressor", type=Path, help="experiments/regressor.py's CSV")
+    ap.add_argument("--architectures", type=Path, help="experiments/architectures.py's CSV")
     args = ap.parse_args()
     p = load_params(args.params, ("base", "fusion", "evaluate", "report"))
     names, fcfg, ecfg, rcfg = tuple(p["base"].landmarks), p["fusion"], p["evaluate"], p["report"]
@@ -65,11 +69,13 @@ def main() -> None:
         prepare=_read_json(mdir / "prepare.json"),
         trains={s: _read_json(mdir / f"{s}.json") for s in ("train_xception", "train_unet")},
         fitted=_read_json(Path(args.decoder_json)), sigma_hm=LandmarkDecoder.load(args.decoder_json).sigma_hm,
+        unet=load_metas(args.outputs).get("train_unet", {}),
         chain_example=(Path(args.eval_plots) / "chain_example.png").exists(),
         finetune=_read_json(args.finetune / "finetune.json") if args.finetune and (
             args.finetune / "finetune.json").exists() else None,
         experiments=_read_csv(args.experiments) if args.experiments and args.experiments.exists() else None,
         regressor=_read_csv(args.regressor) if args.regressor and args.regressor.exists() else None,
+        architectures=_read_csv(args.architectures) if args.architectures and args.architectures.exists() else None,
         styles=_read_json(args.styles / "styles.json") if args.styles and (args.styles / "styles.json").exists()
         else None)
     data = load_prepared(args.prepared, names)
@@ -77,8 +83,7 @@ def main() -> None:
     auto = inputs.sigma_hm if fcfg.sigma == "auto" else None
     sweep = report.sigma_sweep(val, test, rcfg.sigma_sweep, auto, fcfg.min_product, ecfg.target_radius)
     figures = [(fn, cap) for fn, cap in report.FIGURES if (Path(args.eval_plots) / fn).exists()]
-    markdown = report.render(inputs, sweep=sweep, models=runs.heatmap_model_runs(ecfg.target_radius),
-                             figures=figures)
+    markdown = report.render(inputs, sweep=sweep, figures=figures)
 
     with atomic_path(args.out, is_dir=True) as tmp:
         (tmp / "figures").mkdir()

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from helpers import run
 
@@ -66,6 +69,49 @@ def test_mlflow_groups_training_and_evaluation(tiny_pipeline):
     assert "test.fused.sdr.8mm" in evaluate.data.metrics
     bundle = {a.path for a in client.list_artifacts(evaluate.info.run_id, "pipeline/models")}
     assert {"pipeline/models/xception", "pipeline/models/unet", "pipeline/models/decoder.json"} <= bundle
+
+
+def _seed_other_models(uri: str, artifacts: Path) -> None:
+    """Evaluate runs of the kind the report once read its heatmap models from: another architecture, and a newer run
+    of a U-Net with other figures."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    exp_id = client.create_experiment("lmfusion", artifact_location=artifacts.as_uri())
+    for arch, encoder, sdr in (("FPN", "mobilenet_v2", 0.25), ("Unet", "resnet18", 0.125)):
+        run_id = client.create_run(exp_id, run_name="evaluate", tags={"dvc.stage": "evaluate"}).info.run_id
+        for key, value in (("unet.arch", arch), ("unet.encoder", encoder), ("unet.input_size", "64")):
+            client.log_param(run_id, key, value)
+        for key in ("test.argmax.sdr.8mm", "test.fused.sdr.8mm"):
+            client.log_metric(run_id, key, sdr)
+        client.log_metric(run_id, "unet.seconds_per_epoch", 999.0)
+        client.set_terminated(run_id)
+
+
+def test_report_is_the_same_whatever_the_mlflow_store_holds(tiny_pipeline, tmp_path):
+    """The report stage's command renders one report from the same tracked files, with a store holding other and
+    newer evaluate runs or an empty one, and it is the report dvc repro wrote; its heatmap models' row is the
+    tracked metrics' (metrics/evaluate.json, metrics/train_unet.json, the U-Net's meta)."""
+    from lmfusion.reporting.markdown import fmt, pct
+
+    root = tiny_pipeline["root"]
+    busy, empty = f"sqlite:///{tmp_path / 'busy.db'}", f"sqlite:///{tmp_path / 'empty.db'}"
+    _seed_other_models(busy, tmp_path / "mlruns")
+    argv = shlex.split(yaml.safe_load((root / "dvc.yaml").read_text())["stages"]["report"]["cmd"])
+    texts = []
+    for name, uri in (("busy", busy), ("empty", empty)):
+        run([str(tmp_path / name) if a == "reports" else a for a in argv], root,
+            env={"LMFUSION_TRACKING": "1", "MLFLOW_TRACKING_URI": uri})
+        texts.append((tmp_path / name / "ablation.md").read_text())
+    assert texts[0] == texts[1] == (root / "reports" / "ablation.md").read_text()
+    ev = json.loads((root / "metrics" / "evaluate.json").read_text())["test"]
+    tr = json.loads((root / "metrics" / "train_unet.json").read_text())
+    section = texts[0].split("## Heatmap models")[1].split("## Training")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| experiment |")]
+    assert rows == ["| " + " | ".join([
+        "this pipeline", "Unet", "resnet18", "64", pct(ev["argmax"]["sdr"]["8mm"]), pct(ev["fused"]["sdr"]["8mm"]),
+        fmt(tr["best_val_loss"], ".4f"), fmt(tr["seconds_per_epoch"], ".1f"), fmt(tr["parameters"] / 1e6, ".2f"),
+        fmt(tr["peak_memory_mb"], ".0f")]) + " |"]
 
 
 def test_fusion_param_reruns_only_evaluate_and_report(tiny_pipeline, tmp_path):

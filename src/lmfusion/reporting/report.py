@@ -1,7 +1,8 @@
 """The ablation report: direct regression vs heatmap argmax vs fused prediction vs the chain decode, per landmark
 and per study, a sigma sweep, the chain decode's fit, heatmap models, fine-tuning and experiment tables.
 
-Everything here reads finished outputs (metrics JSON, cached predictions, MLflow runs) and writes Markdown.
+Everything here reads finished outputs that git or DVC track (metrics JSON, cached predictions, the experiments'
+CSVs) and writes Markdown; no MLflow store is read.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from lmfusion.decoding import LandmarkDecoder
 from lmfusion.decoding.methods import LABELS, METHODS
 from lmfusion.decoding.outputs import SplitOutputs
 from lmfusion.evaluation import decode_split
+from lmfusion.reporting.architectures import architectures_section, model_row
 from lmfusion.reporting.markdown import fmt, pct, table
 from lmfusion.reporting.benchmarks import experiments_section, finetune_section, regressor_section
 from lmfusion.reporting.styles import styles_section
@@ -77,18 +79,6 @@ def sweep_table(rows: list[dict], radius: float) -> str:
                            f"{r['test_mre']:.2f}", r["test_fallbacks"]] for r in rows])
 
 
-def heatmap_model_table(runs: list[dict], radius: float) -> str:
-    header = ["architecture", "encoder", "input (px)", f"argmax SDR {radius:g} mm", f"fused SDR {radius:g} mm",
-              "best val loss", "s / epoch", "parameters (M)", "peak memory (MB)"]
-    rows = []
-    for r in runs:
-        rows.append([r.get("arch", "?"), r.get("encoder", "?"), r.get("input_size", "?"), pct(r.get("argmax_sdr")),
-                     pct(r.get("fused_sdr")), fmt(r.get("best_val_loss"), ".4f"), fmt(r.get("seconds_per_epoch"), ".1f"),
-                     fmt(None if r.get("parameters") is None else r["parameters"] / 1e6, ".2f"),
-                     fmt(r.get("peak_memory_mb"), ".0f")])
-    return table(header, rows)
-
-
 @dataclass(frozen=True)
 class ReportInputs:
     """What the report reads from the finished stages."""
@@ -101,14 +91,16 @@ class ReportInputs:
     trains: dict[str, dict]  # {stage: metrics/<stage>.json}
     fitted: dict  # models/decoder.json: the decoder and how it was fitted
     sigma_hm: np.ndarray  # (K,) the decoder's prior sigma
+    unet: dict  # the trained U-Net's meta (build/outputs/networks.json): builder (arch, encoder), input_size
     chain_example: bool = False  # the evaluate stage drew a study the chain fixed (chain_example.png)
     finetune: dict | None = None  # benchmarks/bench_finetune.py's finetune.json, when it has been run
     styles: dict | None = None  # benchmarks/bench_styles.py's styles.json, when it has been run
     experiments: list[dict] | None = None  # experiments/level_identification.csv's rows, when collected
     regressor: list[dict] | None = None  # experiments/regressor.csv's rows, when collected
+    architectures: list[dict] | None = None  # experiments/architectures.csv's rows, when collected
 
 
-def render(r: ReportInputs, *, sweep: list[dict], models: list[dict], figures: Sequence[tuple[str, str]]) -> str:
+def render(r: ReportInputs, *, sweep: list[dict], figures: Sequence[tuple[str, str]]) -> str:
     """The whole ablation report as Markdown."""
     lines = _methods_section(r)
     lines += [f"![{cap}](figures/{fn})\n\n*{cap}*\n" for fn, cap in figures]
@@ -118,7 +110,11 @@ def render(r: ReportInputs, *, sweep: list[dict], models: list[dict], figures: S
               "`fusion.sigma` is given at `heatmap.reference_size`) and with the auto sigma fitted on the "
               "validation split, from the cached network outputs.", "",
               sweep_table(sweep, r.radius), "", "![Sigma sweep](figures/sigma_sweep.png)", ""]
-    lines += _prior_section(r) + _chain_section(r) + _models_section(models, r.radius) + _training_section(r.trains)
+    unet = model_row(arch=r.unet.get("builder", {}).get("arch"), encoder=r.unet.get("builder", {}).get("encoder"),
+                     input_size=r.unet.get("input_size"), evaluate=r.evaluate, train=r.trains.get("train_unet", {}),
+                     radius=r.radius)
+    lines += _prior_section(r) + _chain_section(r) + architectures_section(unet, r.architectures, r.radius)
+    lines += _training_section(r.trains)
     lines += experiments_section(r.experiments, r.radius) if r.experiments else []
     lines += regressor_section(r.regressor, r.radius) if r.regressor else []
     lines += finetune_section(r.finetune) if r.finetune else []
@@ -155,18 +151,6 @@ def _methods_section(r: ReportInputs) -> list[str]:
         + ", ".join(f"{n} {s:.2f}" if np.isfinite(s) else f"{n} inf" for n, s in zip(r.names, r.sigma_hm)),
         "",
     ]
-
-
-def _models_section(models: list[dict], radius: float) -> list[str]:
-    lines = ["## Heatmap models", ""]
-    if len(models) >= 2:
-        return lines + ["Every U-Net-family run in the MLflow store with its latest evaluation (accuracy on its own "
-                        "test split; time and memory on the machine it ran on).", "",
-                        heatmap_model_table(models, radius)]
-    lines += ["Only one heatmap model has been trained and evaluated in this MLflow store. Compare others with "
-              "`dvc exp run --queue -S train_unet.encoder=mobilenet_v2` (or `-S train_unet.arch=FPN`), then "
-              "`dvc queue start` and `dvc repro report`.", ""]
-    return lines + ([heatmap_model_table(models, radius)] if models else [])
 
 
 def _training_section(trains: dict[str, dict]) -> list[str]:

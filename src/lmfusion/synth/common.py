@@ -6,6 +6,7 @@ Legend: K landmarks, H x W image; points are (x, y) = (column, row), pixel centr
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,8 +64,31 @@ def check_names(names: tuple[str, ...]) -> None:
             raise ParamError(f"synth landmarks: unknown name {n!r}; known: {', '.join(known)}")
 
 
+def on_grid(xy: np.ndarray) -> np.ndarray:
+    """Points rounded to the annotation's 2 decimals, -0.0 written as 0.0: a point placed on row 0 by construction
+    (the field of view's top) comes out of the affine as +-1e-15, whose sign depends on the CPU's rounding."""
+    return np.round(xy, 2) + 0.0
 
-def field_of_view(rng: np.random.Generator, pts: np.ndarray, top: float) -> tuple[int, int, tuple[float, float], np.ndarray]:
+
+def digest(study: SynthStudy) -> str:
+    """SHA-256 of everything a study writes: every image's stored values and header fields, the landmarks, their
+    tags, the other points and the hard cases. The generator's promise is that this is the same on every x86-64 CPU
+    and thread count (tests/test_synth_reproducible.py)."""
+    h = hashlib.sha256()
+    for im in study.images:
+        h.update(np.ascontiguousarray(im.pixels).tobytes())
+        h.update(repr((im.series, im.index, im.pixels.shape, im.spacing, im.description, im.orientation, im.position,
+                       im.echo_time, im.repetition_time, im.rescale)).encode())
+    h.update(np.ascontiguousarray(study.landmarks, np.float64).tobytes())
+    h.update(repr((study.spacing, study.names, study.tags, study.annotated, study.cases)).encode())
+    for name in sorted(study.extra):
+        xy, tag = study.extra[name]
+        h.update(repr((name, tag)).encode() + np.ascontiguousarray(xy, np.float64).tobytes())
+    return h.hexdigest()
+
+
+def field_of_view(rng: np.random.Generator, pts: np.ndarray, top: float
+                  ) -> tuple[int, int, tuple[float, float], np.ndarray]:
     """Matrix, spacing and the mm -> pixel affine (2, 3) of a field of view as scanners set it.
 
     The landmarks `pts` (mm) fill 30-90 % of the image height; the chain sits anywhere from the top of the image

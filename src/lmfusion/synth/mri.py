@@ -3,6 +3,12 @@
 `render` paints a scene's shapes in order with anti-aliased masks and per-tissue textures; `acquire` keeps part of
 k-space (zero-filled: blur and ringing), applies a smooth bias field and coil profile, a gamma, Rician noise (the
 magnitude of complex Gaussian noise) and 16-bit storage. Legend: H x W image; affines map (u, v) mm to (x, y) px.
+
+The bytes do not depend on the CPU. numpy's transcendental functions and reductions, and OpenCV's filters, take
+other code paths (and round differently, by a few units in the last place) with AVX2, AVX-512 or none; in float32
+those differences changed a few stored values of a study now and then (and with them the dataset's hash). So every
+such operation runs in float64, where they stay about twelve orders of magnitude below a stored value's step, and
+only plain arithmetic (+, -, x, /, sqrt: correctly rounded on every CPU) runs in float32.
 """
 
 from __future__ import annotations
@@ -51,19 +57,28 @@ class Look:
     motion: float = 0.0  # breathing and bowel motion: faint copies smeared along the phase-encoding (x) direction
 
 
+def blur(img: np.ndarray, sx: float, sy: float | None = None) -> np.ndarray:
+    """Gaussian blur with sigmas (x, y) in pixels, its kernel cut at 3 sigma (OpenCV's own choice for float images
+    is 4 sigma: a third more taps for 0.3 % of the weight)."""
+    sy = sx if sy is None else sy
+    ksize = (2 * int(np.ceil(3 * sx)) + 1, 2 * int(np.ceil(3 * sy)) + 1)
+    return cv2.GaussianBlur(img, ksize, sigmaX=sx, sigmaY=sy)
+
+
 def _textures(rng: np.random.Generator, shape: tuple[int, int], spacing: tuple[float, float]) -> dict:
     """Unit-variance noise fields: fine mottling (marrow), 5 mm blobs, and streaks along the body axis (muscle)."""
     h, w = shape
 
     def field(sx: float, sy: float, down: int = 1) -> np.ndarray:
-        z = rng.standard_normal((-(-h // down), -(-w // down)), dtype=np.float32)
-        z = cv2.GaussianBlur(z, (0, 0), sigmaX=sx / spacing[0] / down, sigmaY=sy / spacing[1] / down)
+        z = rng.standard_normal((-(-h // down), -(-w // down)))
+        z = blur(z, sx / spacing[0] / down, sy / spacing[1] / down)
         if down > 1:
             z = cv2.resize(z, (w, h), interpolation=cv2.INTER_CUBIC)
         return z / (z.std() + 1e-6)
 
     mottle = field(0.6, 0.6) + field(1.8, 1.8, 2)  # marrow: grain on top of 2 mm mottling
-    return {"fine": mottle / mottle.std(), "coarse": field(5.0, 5.0, 4), "stri": field(0.5, 5.0, 2)}
+    fields = {"fine": mottle / mottle.std(), "coarse": field(5.0, 5.0, 4), "stri": field(0.5, 5.0, 2)}
+    return {k: v.astype(np.float32) for k, v in fields.items()}  # rounded once: render paints in float32
 
 
 def _inset(q: np.ndarray, d: float) -> np.ndarray:
@@ -80,7 +95,7 @@ def _inset(q: np.ndarray, d: float) -> np.ndarray:
 
 def _coverage(pts: list[np.ndarray], box: tuple[int, int, int, int], thick: int, exact: bool,
               soft: bool) -> np.ndarray:
-    """Anti-aliased coverage (0..255, float32) of polygons or polylines in box (x0, y0, x1, y1).
+    """Anti-aliased coverage (0..255, float64) of polygons or polylines in box (x0, y0, x1, y1).
 
     `exact` shapes (the bodies and discs whose centroids are the landmarks) are filled at 4x without anti-aliasing
     and averaged down, which keeps their area centroid within a few hundredths of a pixel; the others use OpenCV's
@@ -91,7 +106,7 @@ def _coverage(pts: list[np.ndarray], box: tuple[int, int, int, int], thick: int,
         mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
         cv2.polylines(mask, [np.round((q - (x0, y0)) * 16).astype(np.int32) for q in pts], False, 255, thick,
                       cv2.LINE_AA, shift=4)
-        return mask.astype(np.float32)
+        return mask.astype(np.float64)
     k = 4 if exact else 1
     mask = np.zeros((k * (y1 - y0), k * (x1 - x0)), np.uint8)
     for q in pts:
@@ -101,13 +116,16 @@ def _coverage(pts: list[np.ndarray], box: tuple[int, int, int, int], thick: int,
         q = np.round(q * 16).astype(np.int32)
         cv2.fillPoly(mask, [q], 255, cv2.LINE_8 if k > 1 else cv2.LINE_AA, shift=4)
     if k == 1:
-        return mask.astype(np.float32)
-    return cv2.resize(mask.astype(np.float32), (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
+        return mask.astype(np.float64)
+    return cv2.resize(mask.astype(np.float64), (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
 
 
 def render(anatomy: Anatomy, values: dict[str, float], affine: np.ndarray, shape: tuple[int, int],
             spacing: tuple[float, float], rng: np.random.Generator) -> np.ndarray:
-    """Paint the shapes in order with anti-aliased masks; returns (H, W) float32 intensities."""
+    """Paint the shapes in order with anti-aliased masks; returns (H, W) float32 intensities.
+
+    Masks and textures come from OpenCV's filters in float64 and are rounded once to float32; the painting itself
+    is float32 arithmetic (+, -, x), which rounds the same way on every CPU."""
     h, w = shape
     img = np.zeros(shape, np.float32)
     tex = _textures(rng, shape, spacing)
@@ -125,13 +143,20 @@ def render(anatomy: Anatomy, values: dict[str, float], affine: np.ndarray, shape
             continue
         a = _coverage(pts, (x0, y0, x1, y1), thick, s.exact, sigma > 0.3) * (s.alpha / 255.0)
         if sigma > 0.3:
-            a = cv2.GaussianBlur(a, (0, 0), sigma)
+            a = blur(a, sigma)
+        a = a.astype(np.float32)
         base = values[s.tissue] * (1 - s.mix) + (values[s.mix_to] * s.mix if s.mix else 0.0)
         fa, ca, sa = TISSUES[s.tissue][2:]
-        val = base * s.gain * (1 + fa * tex["fine"][y0:y1, x0:x1] + ca * tex["coarse"][y0:y1, x0:x1]
-                               + sa * tex["stri"][y0:y1, x0:x1])
-        roi = img[y0:y1, x0:x1]
-        roi += a * (val - roi)
+        box = (slice(y0, y1), slice(x0, x1))
+        val = fa * tex["fine"][box]  # val = base x gain x (1 + textures), roi += a x (val - roi), in place
+        val += 1
+        val += ca * tex["coarse"][box]
+        val += sa * tex["stri"][box]
+        val *= base * s.gain
+        roi = img[box]
+        val -= roi
+        val *= a
+        roi += val
     return img
 
 
@@ -143,9 +168,9 @@ def kspace(img: np.ndarray, fraction: tuple[float, float]) -> np.ndarray:
         r = np.abs(freq) / (0.5 * frac)  # 1 at the acquired edge
         return np.where(r < 0.85, 1.0, np.where(r < 1.0, 0.5 + 0.5 * np.cos(np.pi * (r - 0.85) / 0.15), 0.0))
 
-    k = np.fft.rfft2(img)
+    k = np.fft.rfft2(img.astype(np.float64))
     k *= (window(np.fft.fftfreq(h), fraction[0])[:, None] * window(np.fft.rfftfreq(w), fraction[1])[None, :])
-    return np.fft.irfft2(k, s=(h, w)).astype(np.float32)
+    return np.fft.irfft2(k, s=(h, w))
 
 
 def acquire(clean: np.ndarray, look: Look, rng: np.random.Generator) -> np.ndarray:
@@ -157,12 +182,12 @@ def acquire(clean: np.ndarray, look: Look, rng: np.random.Generator) -> np.ndarr
     if look.motion:
         shifts = rng.integers(2, max(3, w // 12), 4) * rng.choice([-1, 1], 4)
         img = (1 - look.motion) * img + look.motion * np.mean([np.roll(img, int(d), axis=1) for d in shifts], 0)
-    bias = cv2.resize(look.bias.astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
-    x = np.linspace(-0.5, 0.5, w, dtype=np.float32)[None, :]
-    y = np.linspace(-1, 1, h, dtype=np.float32)[:, None]
+    bias = cv2.resize(look.bias.astype(np.float64), (w, h), interpolation=cv2.INTER_CUBIC)
+    x = np.linspace(-0.5, 0.5, w)[None, :]
+    y = np.linspace(-1, 1, h)[:, None]
     img = np.maximum(img, 0) * np.exp(bias + look.coil * x - look.falloff * y ** 2)
     img = img ** look.gamma
-    n = rng.standard_normal((2, h, w), dtype=np.float32) * look.noise
+    n = rng.standard_normal((2, h, w)) * look.noise
     mag = np.sqrt((img + n[0]) ** 2 + n[1] ** 2) * (look.scale / look.rescale[0])
     return np.clip(np.round(mag), 0, 65535).astype(np.uint16)
 

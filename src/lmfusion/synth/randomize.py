@@ -21,14 +21,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Callable
 
-import cv2
 import numpy as np
 
 from lmfusion.synth import axial, mri, phantom
 from lmfusion.synth import randomize_anatomy as anat
 from lmfusion.synth import randomize_mri as rmri
 from lmfusion.synth.common import (DESCRIPTIONS, TOP_LEVEL, SynthImage, SynthStudy, field_of_view, grading_tags,
-                                   hard_cases)
+                                   hard_cases, on_grid)
 
 _SAGITTAL = (0.0, 1.0, 0.0, 0.0, 0.0, -1.0)
 Weights = Callable[[np.ndarray], np.ndarray]  # v (rows,) mm -> (J, rows) each scene's share, summing to 1
@@ -131,15 +130,15 @@ def _render(scenes: list[phantom.Anatomy], weights: Weights, values: dict[str, f
     pad = int(sc.wrap * (hc, wc)[ax])
     full = (hc + 2 * pad * (ax == 0), wc + 2 * pad * (ax == 1))
     aff[1 - ax, 2] += pad
-    share = weights((np.arange(full[0]) - aff[1, 2]) / aff[1, 1]).astype(np.float32)  # (J, rows)
-    img = np.zeros(full, np.float32)
+    share = weights((np.arange(full[0]) - aff[1, 2]) / aff[1, 1])  # (J, rows)
+    img = np.zeros(full)
     for scene, wt in zip(scenes, share):
         if wt.max() > 1e-3:
             img += wt[:, None] * mri.render(scene, values, aff, full, (spacing[0] / ratio[0], spacing[1] / ratio[1]),
                                             rng)
     img = rmri.fold(img, pad, ax)
     if (hc, wc) != (h, w):
-        img = cv2.resize(img, (w, h), interpolation=sc.interp)
+        img = rmri.upsample(img, (w, h), sc.interp)
     return rmri.acquire(img, sc, rng)
 
 
@@ -186,7 +185,7 @@ def generate_randomized(rng: np.random.Generator, names: tuple[str, ...], draws:
     pts = np.array([points[n] for n in names])
     h, w, spacing, affine = field_of_view(rng, pts, points[TOP_LEVEL][1])
     to_px = lambda q: q @ affine[:, :2].T + affine[:, 2]  # noqa: E731
-    landmarks = np.round(to_px(pts), 2)
+    landmarks = on_grid(to_px(pts))
     (values, kind), (values1, _) = draws.contrast(rng), draws.contrast(rng)
     sc2, sc1 = draws.scanner(rng), draws.scanner(rng)
     gap = round(float(rng.uniform(3.8, 5.5)), 2)
@@ -222,7 +221,7 @@ def generate_randomized(rng: np.random.Generator, names: tuple[str, ...], draws:
                              (round(-centre[0] * spa, 4), round(table[0] - centre[1] * spa, 4), round(float(z), 4)),
                              te2, tr2, sc2.rescale))
     tags = grading_tags(p)
-    extra = {n: (np.round(to_px(v[None])[0], 2), tags[n]) for n, v in points.items() if n not in names and n in tags}
+    extra = {n: (on_grid(to_px(v[None])[0]), tags[n]) for n, v in points.items() if n not in names and n in tags}
     px = {n: to_px(v[None])[0] for n, v in points.items()}
     fill = float(np.ptp(pts[:, 1]) / (h * spacing[1]))
     stir = values["fat"] < 0.3 * values["csf"] and values["epifat"] < 0.3 * values["csf"]

@@ -124,9 +124,28 @@ def kspace(img: np.ndarray, fraction: tuple[float, float], taper: float) -> np.n
             return (r <= 1.0).astype(np.float64)
         return np.clip(0.5 + 0.5 * np.cos(np.pi * np.clip((r - 1 + taper) / taper, 0, 1)), 0, 1) * (r <= 1.0)
 
-    k = np.fft.rfft2(img)
+    k = np.fft.rfft2(img.astype(np.float64))
     k *= window(np.fft.fftfreq(h), fraction[0])[:, None] * window(np.fft.rfftfreq(w), fraction[1])[None, :]
-    return np.fft.irfft2(k, s=(h, w)).astype(np.float32)
+    return np.fft.irfft2(k, s=(h, w))
+
+
+def upsample(img: np.ndarray, size: tuple[int, int], interp: int) -> np.ndarray:
+    """`img` brought to `size` (w, h) with the scanner's interpolation. Bilinear is computed here (in float64, one
+    fixed order of operations: the same bytes on every CPU), as OpenCV's INTER_LINEAR places its taps (pixel centres
+    at integers, edges clamped); OpenCV's own bilinear path changes its results with cv2.setUseOptimized."""
+    if interp != cv2.INTER_LINEAR:
+        return cv2.resize(img, size, interpolation=interp)
+
+    def taps(n_src: int, n_dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        pos = (np.arange(n_dst) + 0.5) * (n_src / n_dst) - 0.5
+        lo = np.clip(np.floor(pos).astype(int), 0, n_src - 1)
+        frac = np.where((pos < 0) | (lo >= n_src - 1), 0.0, pos - lo)
+        return lo, np.minimum(lo + 1, n_src - 1), frac
+
+    y0, y1, fy = taps(img.shape[0], size[1])
+    x0, x1, fx = taps(img.shape[1], size[0])
+    rows = img[y0] * (1 - fy)[:, None] + img[y1] * fy[:, None]  # (h, W)
+    return rows[:, x0] * (1 - fx) + rows[:, x1] * fx  # (h, w)
 
 
 def fold(img: np.ndarray, margin: int, axis: int) -> np.ndarray:
@@ -139,7 +158,7 @@ def acquire(clean: np.ndarray, sc: Scanner, rng: np.random.Generator) -> np.ndar
     h, w = clean.shape
     img = kspace(clean, sc.kspace, sc.taper)
     if sc.blur:
-        img = cv2.GaussianBlur(img, (0, 0), sc.blur)
+        img = mri.blur(img, sc.blur)
     along = img.shape[sc.phase_axis]
     if sc.ghost:
         img = img + sc.ghost * np.roll(img, along // 2, axis=sc.phase_axis)
@@ -147,8 +166,8 @@ def acquire(clean: np.ndarray, sc: Scanner, rng: np.random.Generator) -> np.ndar
         shifts = rng.integers(2, max(3, along // 10), 4) * rng.choice([-1, 1], 4)
         copies = np.mean([np.roll(img, int(d), axis=sc.phase_axis) for d in shifts], 0)
         img = (1 - sc.motion) * img + sc.motion * copies
-    bias = cv2.resize(sc.bias.astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+    bias = cv2.resize(sc.bias.astype(np.float64), (w, h), interpolation=cv2.INTER_CUBIC)
     img = np.maximum(img, 0) ** sc.gamma * np.exp(bias)
-    n = rng.standard_normal((2, h, w), dtype=np.float32) * sc.noise
+    n = rng.standard_normal((2, h, w)) * sc.noise
     mag = np.sqrt((img + n[0]) ** 2 + n[1] ** 2) * (sc.scale / sc.rescale[0])
     return np.clip(np.round(mag), 0, 65535).astype(np.uint16)

@@ -14,7 +14,7 @@ import numpy as np
 from lmfusion.synth import axial, mri, phantom
 from lmfusion.synth import spine as phantom_spine
 from lmfusion.synth.common import (DESCRIPTIONS, TOP_LEVEL, SynthImage, SynthStudy, field_of_view, grading_tags,
-                                   hard_cases)
+                                   hard_cases, on_grid)
 
 _P_WRAP = 0.08
 
@@ -28,7 +28,7 @@ def generate_phantom_study(rng: np.random.Generator, names: tuple[str, ...], p_s
     pts = np.array([mid.points[n] for n in names])
     h, w, spacing, affine = field_of_view(rng, pts, mid.points[TOP_LEVEL][1])
     to_px = lambda q: q @ affine[:, :2].T + affine[:, 2]  # noqa: E731
-    landmarks = np.round(to_px(pts), 2)
+    landmarks = on_grid(to_px(pts))
     dark = rng.random() < 0.18
     stir = bool(rng.random() < p_stir)
     look_t2, look_t1 = mri.sample_look(rng, dark), mri.sample_look(rng, dark and rng.random() < 0.5)
@@ -73,7 +73,7 @@ def generate_phantom_study(rng: np.random.Generator, names: tuple[str, ...], p_s
                              (round(-centre[0] * spa, 4), round(table[0] - centre[1] * spa, 4), round(float(z), 4)),
                              te2, tr2, look_t2.rescale))
     tags = grading_tags(p)
-    extra = {n: (np.round(to_px(v[None])[0], 2), tags[n]) for n, v in mid.points.items()
+    extra = {n: (on_grid(to_px(v[None])[0]), tags[n]) for n, v in mid.points.items()
              if n not in names and n in tags}
     px = {n: to_px(v[None])[0] for n, v in mid.points.items()}
     fill = float(np.ptp(pts[:, 1]) / (h * spacing[1]))

@@ -1,5 +1,6 @@
 """Grouping one pipeline execution's MLflow runs: a parent run per evaluation holds the evaluate and report runs,
-and adopts the training runs that produced its models; the report reads the heatmap models compared so far.
+and adopts the training runs that produced its models. Runs are written here, never read back as a stage's input
+(the report's tables come from tracked files).
 
 Every function is a no-op when tracking is off and never raises: tracking must not cost a stage its outputs.
 """
@@ -14,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from lmfusion import tracking
-from lmfusion.metrics import radius_key
 
 log = logging.getLogger("lmfusion")
 
@@ -96,30 +96,3 @@ def log_report(report_dir: Path, run_ids: dict) -> None:
     tags = {tracking.PARENT_TAG: run_ids["parent_run_id"]} if run_ids.get("parent_run_id") else {}
     with tracking.start_run("report", {}, tags=tags) as tracker:
         tracker.log_artifact(report_dir, "report")
-
-
-def heatmap_model_runs(radius: float) -> list[dict]:
-    """The latest evaluation of each heatmap model (architecture, encoder, input size) in the MLflow store."""
-    if not tracking.enabled():
-        return []
-    key = radius_key(radius)
-    try:
-        c = tracking.client()
-        exp_id = tracking.ensure_experiment()
-        runs = c.search_runs([exp_id], "tags.`dvc.stage` = 'evaluate' and attributes.status = 'FINISHED'",
-                             order_by=["attributes.start_time DESC"], max_results=500)
-    except Exception as e:
-        log.warning("MLflow: could not read earlier runs (%s: %s)", type(e).__name__, str(e).splitlines()[0])
-        return []
-    seen, rows = set(), []
-    for run in runs:
-        p, m = run.data.params, run.data.metrics
-        model = (p.get("unet.arch"), p.get("unet.encoder"), p.get("unet.input_size"))
-        if model in seen:
-            continue
-        seen.add(model)
-        rows.append({"arch": model[0], "encoder": model[1], "input_size": model[2],
-                     "argmax_sdr": m.get(f"test.argmax.sdr.{key}"), "fused_sdr": m.get(f"test.fused.sdr.{key}"),
-                     "best_val_loss": m.get("unet.best_val_loss"), "seconds_per_epoch": m.get("unet.seconds_per_epoch"),
-                     "parameters": m.get("unet.parameters"), "peak_memory_mb": m.get("unet.peak_memory_mb")})
-    return rows
