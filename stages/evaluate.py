@@ -55,7 +55,9 @@ def main() -> None:
     results = {"val": method_metrics(decoded_val, val, names, ecfg), "test": method_metrics(decoded, test, names, ecfg)}
     decoder = decoder.replace(best_method=best_method(results["val"], ecfg.target_radius))
     results["best_method"] = decoder.best_method
+    end = decoder.end_threshold
     results["level_flag"] = {"margin_threshold": round(decoder.margin_threshold, 4),
+                             "end_threshold": None if end is None else round(end, 4),
                              "val": flag_summary(decoded_val, val), "test": flag_summary(decoded, test)}
     sigma_json = decoder.to_dict()["sigma_hm"]
     results["fusion_sigma_hm"] = [round(s, 4) if isinstance(s, float) else s for s in sigma_json]

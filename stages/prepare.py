@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,7 @@ from lmfusion.config import pretraining
 from lmfusion.data.prepared import save_prepared
 from lmfusion.data.preprocess import preprocess_sizes
 from lmfusion.data.readers import Study, read_dataset
+from lmfusion.data.readers.tianchi import synthetic_summary
 from lmfusion.data.splits import assign_splits
 from lmfusion.errors import DataError
 from lmfusion.figures.drawing import write_png
@@ -82,6 +84,9 @@ def main() -> None:
     if turn is not None:  # how steep the lumbosacral junctions are: the hardest studies to count
         metrics["lumbosacral_turn_deg"] = {k: round(float(f(turn)), 2) for k, f in
                                            (("min", np.min), ("median", np.median), ("max", np.max))}
+    synthetic = synthetic_summary(args.data_path) if Path(args.data_path).is_dir() else None
+    if synthetic is not None:  # `lmfusion synth` data: how many studies show each hard case
+        metrics["synthetic_cases"] = synthetic["cases"]
     picture = prepared_montage(index, unet, names, turn)
     save_prepared(args.out_dir, index, unet, regressor)
     write_png(args.montage_png, picture)

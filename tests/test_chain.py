@@ -234,14 +234,14 @@ def test_modes_settings_and_bad_inputs(model: chain.ChainModel) -> None:
 def test_margin_threshold_rule_and_rates() -> None:
     margins = np.array([0.5, 2.0, 3.0, 10.0, 12.0, np.inf, 1.0])
     wrong = np.array([True, False, True, False, False, False, False])
-    t = fit.fit_margin_threshold(margins, wrong)
+    t = fit.fit_flag_threshold(margins, wrong)
     # catching both wrong studies costs 2 of 5 right ones (J = 0.6); catching 0.5 alone costs 0 (J = 0.5)
     assert 3.0 < t < 3.0 + 1e-9
     assert metrics.flag_rates(margins < t, wrong) == {"caught": 1.0, "false_alarm": 0.4}
     # no wrong study on val: the 5th percentile of the right ones' finite margins
-    t = fit.fit_margin_threshold(margins, np.zeros(7, bool))
+    t = fit.fit_flag_threshold(margins, np.zeros(7, bool))
     assert t == pytest.approx(np.percentile([0.5, 2.0, 3.0, 10.0, 12.0, 1.0], 5))
-    assert fit.fit_margin_threshold(np.array([np.inf]), np.array([False])) == 0.0
+    assert fit.fit_flag_threshold(np.array([np.inf]), np.array([False])) is None  # no finite margin: no threshold
 
 
 def test_a_trusted_regressor_s_point_competes_with_the_peaks_by_its_reliability(model: chain.ChainModel) -> None:

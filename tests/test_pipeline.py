@@ -131,11 +131,12 @@ def test_metrics_diff_between_commits(tiny_pipeline, tmp_path):
     repo = tmp_path / "repo"
     shutil.copytree(tiny_pipeline["root"], repo, symlinks=True)
     env = {**tiny_pipeline["env"], "LMFUSION_TRACKING": "0"}
-    run(["git", "checkout", "-q", "-b", "narrow-prior"], repo)
-    params = (repo / "params.yaml").read_text().replace("sigma: auto", "sigma: 0.5")
+    run(["git", "checkout", "-q", "-b", "wide-prior"], repo)
+    # a prior far wider than the fitted one (px at heatmap.reference_size): fused becomes the U-Net's argmax
+    params = (repo / "params.yaml").read_text().replace("sigma: auto", "sigma: 400")
     (repo / "params.yaml").write_text(params)
     run(["dvc", "repro"], repo, env=env)
-    run(["git", "commit", "-qam", "narrow prior"], repo)
+    run(["git", "commit", "-qam", "wide prior"], repo)
     diff = run(["dvc", "metrics", "diff", "main", "--json"], repo).stdout
     changed = json.loads(diff)["metrics/evaluate.json"]
     assert any(key.startswith("test.fused") for key in changed)

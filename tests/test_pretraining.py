@@ -56,7 +56,7 @@ def test_the_pretraining_cannot_start_from_itself(tmp_path):
 def test_write_dataset_takes_a_style_and_names_an_unknown_one(tmp_path):
     assert synth.write_dataset(tmp_path / "target", n=1, seed=0, style="target")["studies"] == 1
     with pytest.raises(ParamError, match="^synth style: unknown style 'stir'; known: default, target, randomized, "
-                                         "unseen$"):
+                                         "unseen, clinical$"):
         synth.write_dataset(tmp_path / "stir", n=1, seed=0, style="stir")
     assert not (tmp_path / "stir").exists()
 
@@ -68,7 +68,7 @@ def test_pretrain_synth_stage_names_a_bad_style(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == ("error: param pretrain.style: unknown style 'stir'; known: "
-                                                    "default, target, randomized, unseen")
+                                                    "default, target, randomized, unseen, clinical")
 
 
 def pretrain_params_problems(dvc_yaml: str) -> list[str]:

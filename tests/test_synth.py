@@ -6,16 +6,18 @@ import json
 import re
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
 from lmfusion.anatomy import TURN_POINTS, lumbosacral_turn_deg
 from lmfusion.config import LANDMARKS
 from lmfusion import synth
-from lmfusion.synth import mri, phantom
+from lmfusion.synth import junction, mri, phantom
 from lmfusion.synth.common import HARD_CASES
 from lmfusion.synth import spine as phantom_spine
 from lmfusion.data.dicom import read_dicom, read_header
+from lmfusion.data.readers.tianchi import synthetic_summary
 from lmfusion.data.series import choose_mid_sagittal_t2
 from lmfusion.errors import DataError, ParamError
 from lmfusion.figures.synth import challenge_montage
@@ -42,7 +44,7 @@ def _records(root: Path) -> list[dict]:
 def test_same_seed_same_bytes_other_seed_differs(dataset: Path, tmp_path: Path) -> None:
     synth.write_dataset(tmp_path / "again", n=N, seed=SEED)
     a, b = _files(dataset), _files(tmp_path / "again")
-    assert a.keys() == b.keys() and len(a) == 5 * N + 1
+    assert a.keys() == b.keys() and len(a) == 5 * N + 2  # the images, the annotation and synthetic.json
     assert all(a[k] == b[k] for k in a)
     synth.write_dataset(tmp_path / "spawned", n=N, seed=SEED, workers=2)  # drawn in two processes: the same bytes
     assert _files(tmp_path / "spawned") == a
@@ -206,6 +208,8 @@ def test_hard_cases_and_styles(tmp_path: Path) -> None:
     summary = synth.write_dataset(tmp_path / "t", n=3, seed=0, style="target")
     assert summary["cases"]["STIR-like"] == 3 and summary["largest_matrix"] >= 256
     assert set(summary["cases"]) == set(HARD_CASES)
+    assert synthetic_summary(tmp_path / "t")["cases"] == summary["cases"]  # written beside the data, for prepare
+    assert synthetic_summary(tmp_path) is None
     with pytest.raises(ParamError, match="unknown style 'stir'"):
         synth.generate_study(np.random.default_rng(0), style="stir")
     seen = {c for i in range(40) for c in synth.generate_study(np.random.default_rng([0, i])).cases}
@@ -219,3 +223,33 @@ def test_wrap_around_folds_the_overhang_onto_the_far_side() -> None:
     assert folded.shape == (2, 6)
     np.testing.assert_array_equal(folded[0], [0, 2.0, 0, 3.0, 1.0, 0])
     assert mri.fold(wide, 0) is wide
+
+
+def test_the_clinical_junction_is_drawn_as_often_as_clinical_scans_show_it() -> None:
+    patients = [phantom.sample_patient(np.random.default_rng([7, i]), clinical=True) for i in range(400)]
+    share = lambda f: np.mean([f(p) for p in patients])  # noqa: E731
+    assert 0.45 < share(lambda p: p.degeneration[-1] >= 0.35) < 0.75  # a worn L5-S1
+    assert 0.05 < share(lambda p: p.degeneration[-1] >= 1.0) < 0.2  # collapsed to a thin line
+    assert 0.45 < share(lambda p: p.extras["remnants"][0, 0] > 0) < 0.65  # an S1-S2 remnant
+    assert 0.05 < share(lambda p: p.extras["listhesis"] is not None) < 0.15
+    assert share(lambda p: bool(p.extras["modic"])) > 0.1 and share(lambda p: bool(p.extras["schmorl"])) > 0.1
+
+
+def test_the_clinical_sacrum_is_one_fused_bone_with_thin_remnants_in_their_own_tissue() -> None:
+    p = next(q for q in (phantom.sample_patient(np.random.default_rng([7, i]), clinical=True) for i in range(50))
+             if q.extras["remnants"][0, 0] > 0 and q.extras["transitional"] == "")
+    shapes = phantom_spine.build_sagittal(p).shapes
+    segments = [s for s in shapes if s.exact and s.tissue == "cortex"][len(phantom.LEVELS):]
+    assert [s.alpha for s in segments] == [0.0] * 5 + [1.0] * 3  # S1..S5 only geometry, the coccyx drawn
+    inside = lambda poly, q: cv2.pointPolygonTest(poly.astype(np.float32), tuple(map(float, q)), False) > 0  # noqa
+    ends = [phantom.centroid(segments[0].polys[0]), phantom.centroid(segments[4].polys[0])]
+    fused = [s for s in shapes if s.tissue == "cortex" and not s.exact and all(inside(s.polys[0], q) for q in ends)]
+    assert len(fused) == 1  # one outline around S1..S5
+    remnants = [s for s in shapes if s.tissue == "remnant"]
+    assert remnants and all(s.width < 2.0 for s in remnants)  # thin lines, never a disc
+    assert not [s for s in shapes if s.tissue == "annulus" and s.width]  # no disc-tissue lines in the sacrum
+    assert "remnant" not in mri.TISSUES  # its own tissue and values, drawn after the default style's
+    default = phantom_spine.build_sagittal(phantom.sample_patient(np.random.default_rng([7, 0]))).shapes
+    assert all(s.alpha == 1.0 for s in default if s.exact)  # the other styles keep their segmented sacrum
+    study = synth.generate_study(np.random.default_rng([7, 1]), style="clinical")
+    assert set(study.cases) <= set(HARD_CASES + junction.CASES)

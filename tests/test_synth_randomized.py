@@ -28,7 +28,7 @@ def test_the_style_is_accepted_by_the_cli_params_and_generator(tmp_path: Path) -
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"pretrain": {"style": "randomized"}}))
     styles.check_style(load_params(tmp_path / "params.yaml", ("pretrain",))["pretrain"].style)
     with pytest.raises(ParamError, match="^synth style: unknown style 'stir'; known: default, target, randomized, "
-                                         "unseen$"):
+                                         "unseen, clinical$"):
         synth.generate_study(np.random.default_rng(0), style="stir")
 
 

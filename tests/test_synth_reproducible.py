@@ -41,6 +41,10 @@ DIGESTS = {
         "9804a3e88eb6a2be5bef31bcdb3c5f5f36174116bb20a0229171017d73083048",
         "79987ede5afe9e60f74517df512857ae12e7341c129e9e19ee629b33db46fee2",
     ],
+    "clinical": [
+        "ac18109013ec0b6bfb1fa97f0833da7ccae517ee8576cd9901606c0cc6f93c34",
+        "cd458ee08d7c0336b5c12320353c9e3c65782b868775d0532f0e821f9f3c2a4d",
+    ],
 }
 
 _SCRIPT = """

@@ -39,6 +39,7 @@ class Prediction:
     method: str
     flags: dict[str, Any] = field(default_factory=dict)
     level_margin: float = float("nan")  # the chain's margin over its best rival chain (NaN without a chain model)
+    level_end_fit: float = float("nan")  # the chain's score over the steps at its end (NaN without a chain model)
 
     @property
     def xy_mm(self) -> np.ndarray:
@@ -54,12 +55,13 @@ class Prediction:
                 for n, p, q, c in zip(self.names, self.xy, self.xy_mm, self.confidence)
             ],
             "level_margin": _json_margin(self.level_margin),
+            "level_end_fit": _json_margin(self.level_end_fit),
             "flags": self.flags,
         }
 
 
 def _json_margin(margin: float) -> float | str | None:
-    """Strict JSON: "inf" when no rival chain exists, null without a chain model."""
+    """Strict JSON: "inf" when no rival chain exists, null without a chain model (a margin or an end fit)."""
     return None if np.isnan(margin) else "inf" if np.isinf(margin) else round(float(margin), 4)
 
 
@@ -159,4 +161,5 @@ class LandmarkPredictor:
         flags = quality_flags(self.names, xy, confidence, spacing, spacing_given)
         flags["fallback"] = [n for n, f in zip(self.names, decoded.fallback[0]) if f]
         flags["level_uncertain"] = bool(decoded.level_uncertain[0])
-        return Prediction(self.names, xy, spacing, confidence, self.method, flags, float(decoded.margin[0]))
+        return Prediction(self.names, xy, spacing, confidence, self.method, flags, float(decoded.margin[0]),
+                          float(decoded.end_fit[0]))

@@ -64,9 +64,10 @@ def flag_summary(decoded: Decoded, split: SplitOutputs) -> dict:
 
 
 def study_table(decoded: Decoded, split: SplitOutputs, studies: np.ndarray, radius: float) -> pd.DataFrame:
-    """One row per study: its chain margin, the flag, and per method the largest error (mm) and the level shift."""
+    """One row per study: its chain margin and end fit, the flag, and per method the largest error (mm) and the level
+    shift."""
     table = pd.DataFrame({"study": studies, "margin": np.round(decoded.margin, 4),
-                          "level_uncertain": decoded.level_uncertain})
+                          "end_fit": np.round(decoded.end_fit, 4), "level_uncertain": decoded.level_uncertain})
     for m in METHODS:
         err = metrics.radial_errors(decoded.xy[m], split.truth, split.spacing)  # (N, K)
         table[f"{m}_max_mm"] = np.round(err.max(axis=1), 3) if err.size else []

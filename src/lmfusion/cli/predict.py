@@ -135,6 +135,7 @@ def run_predict(args: argparse.Namespace) -> int:
         flags = prediction.flags
         row = {"name": item.name, "input": str(item.source), "status": "ok", "error": "",
                "method": prediction.method, "level_margin": round(prediction.level_margin, 4),
+               "level_end_fit": round(prediction.level_end_fit, 4),
                "level_uncertain": flags["level_uncertain"], "low_confidence": ";".join(flags["low_confidence"]),
                "order_violated": flags["order_violated"], "implausible_spacing": flags["implausible_spacing"]}
         for n, (x, y) in zip(prediction.names, prediction.xy):

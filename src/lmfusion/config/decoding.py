@@ -48,7 +48,12 @@ class ChainConfig:
     candidate_counts: tuple[int, ...] = (8, 4)
     lend_penalty: Union[float, None] = None  # null: no lending of the same-kind neighbours' peaks
     rival_sep: float = 6.0  # px at heatmap.reference_size: the level margin's rival chain moves every landmark this far
-    margin_threshold: Union[float, Literal["auto"]] = "auto"  # level_uncertain when the margin is below it
+    # level_uncertain when the chain's margin is below this (0: never; auto: fitted on val) or its end fit below
+    # end_threshold (null: never; auto: fitted on val); an auto threshold flags flag_rate of val's right studies when
+    # val has no wrong-level one
+    margin_threshold: Union[float, Literal["auto"]] = 0.0
+    end_threshold: Union[float, Literal["auto"], None] = "auto"
+    flag_rate: float = 0.05
     # the regressed candidate scores at least the regressor's val reliability x the channel's top peak: auto
     # (fitted on val, with and without), true or false
     trust_regressor: Union[bool, Literal["auto"]] = "auto"
@@ -76,6 +81,9 @@ class ChainConfig:
         _check(self.rival_sep > 0, f"{s}.rival_sep", "> 0 px", self.rival_sep)
         _check(0 <= self.end_check <= 1e3, f"{s}.end_check", "a number >= 0 (0: off)", self.end_check)
         _check(self.end_radius >= 0, f"{s}.end_radius", ">= 0 px (0: the point itself)", self.end_radius)
+        _check(self.end_threshold in ("auto", None) or self.end_threshold <= 0, f"{s}.end_threshold",
+               "'auto', null or a number <= 0 (an end fit is never above 0)", self.end_threshold)
+        _check(0 < self.flag_rate < 1, f"{s}.flag_rate", "a share in (0, 1)", self.flag_rate)
 
     def grid(self) -> dict[str, tuple]:
         """The values fit_chain tries: a fixed param is a grid of one."""

@@ -19,6 +19,12 @@ little wider than the disk at the diagonals), and the last step scores end_check
 ends a level high (its last disc on the true L4-L5, a collapsed L5-S1 below) puts that point on the true L5 body,
 where the L5 map fires; the right chain puts it on S1, where it does not.
 
+The chain's end fit (`ChainResult.end_fit`): its score over the steps into and out of its last landmark (the pairwise
+terms L5 -> L5-S1 and L5-S1 -> S1 body, with the end check), how well the chain's end looks like the lumbosacral
+junction. A chain a whole level off ends on an ordinary step (a level high) or past the junction (a level low), which
+its margin cannot show where the right chain has no candidates to be its rival; the level flag reads both
+(`LandmarkDecoder.flag`).
+
 One path: `decode` = `check_inputs` -> `scan_peaks` -> `prepare` (the nodes and every term the weights do not change)
 -> `solve` (the weighted DP). The fit's grid search (lmfusion.decoding.chain_fit) runs the same `prepare` once per
 candidate set and `solve` for each weight pair.
@@ -90,6 +96,7 @@ class ChainResult:
     xy_sub_hm: np.ndarray  # (N, K, 2) the same, own-channel peaks refined to sub-pixel
     score: np.ndarray  # (N,) the chain DP's best total score (in every mode)
     margin: np.ndarray  # (N,) best minus the best rival sharing no position; +inf: no rival; NaN: not asked for
+    end_fit: np.ndarray  # (N,) <= 0: the best chain's score over the steps into and out of its last landmark
 
 
 @dataclass(frozen=True)
@@ -164,7 +171,7 @@ def solve(nodes: Nodes, settings: ChainSettings, margin: bool = True) -> ChainRe
     gap = _margin(unary, pair, nodes.cand.xy, idx, best, settings.rival_sep) if margin else np.full(len(idx), np.nan)
     k = nodes.k
     return ChainResult(xy_hm=take(nodes.cand.xy, idx)[:, :k], xy_sub_hm=take(nodes.cand.xy_sub, idx)[:, :k],
-                       score=best, margin=gap)
+                       score=best, margin=gap, end_fit=end_fit(pair, idx, k))
 
 
 def decode(heatmaps: np.ndarray, xy_reg_hm: np.ndarray, mm_per_hm_px: np.ndarray, sigma_hm: np.ndarray,
@@ -241,6 +248,14 @@ def viterbi(unary: np.ndarray, pair: np.ndarray) -> tuple[np.ndarray, np.ndarray
     for j in range(k - 1, 0, -1):
         idx[:, j - 1] = back[np.arange(n), j - 1, idx[:, j]]
     return idx, alpha[np.arange(n), idx[:, -1]]
+
+
+def end_fit(pair: np.ndarray, idx: np.ndarray, k: int) -> np.ndarray:
+    """(N,) the chain's weighted pairwise terms (N, K'-1, M, M), end check included, of its steps into and out of
+    landmark k - 1 (the last landmark; out of it only with the end node), at the chosen (N, K') indices; 0 without."""
+    steps = range(max(k - 2, 0), pair.shape[1])  # k - 2 -> k - 1, and k - 1 -> the end node where there is one
+    rows = np.arange(len(idx))
+    return sum((pair[rows, j, idx[:, j], idx[:, j + 1]] for j in steps), np.zeros(len(idx)))
 
 
 def take(xy: np.ndarray, idx: np.ndarray) -> np.ndarray:

@@ -1,7 +1,8 @@
 """The chain decode's fit on the validation split: its weights and candidate set (`fit_chain`, a grid search run
 through the decode's own `chain.prepare` and `chain.solve`), the regressor's reliability its trusted candidate counts
-on, and the threshold of the study-level `level_uncertain` flag. Every choice keeps fused and plain argmax among its
-candidates, so the fitted decoder is never below them on the validation split.
+on, and the thresholds of the study-level `level_uncertain` flag (on the chain's margin and on its end fit). Every
+choice keeps fused and plain argmax among its candidates, so the fitted decoder is never below them on the validation
+split.
 
 Legend: N studies, K landmarks (top to bottom); (x, y) in heatmap pixels (`_hm`).
 """
@@ -91,20 +92,22 @@ def fit_chain(heatmaps_val: np.ndarray, xy_reg_val_hm: np.ndarray, xy_true_val_h
     return options[best], table
 
 
-def fit_margin_threshold(margins_val: np.ndarray, wrong_val: np.ndarray, quantile: float = 5.0) -> float:
-    """Threshold of the flag `margin < threshold` from (N,) val margins and (N,) bool wrong studies.
+def fit_flag_threshold(scores_val: np.ndarray, wrong_val: np.ndarray, rate: float = 0.05) -> float | None:
+    """Threshold of a level flag `score < threshold` (the chain's margin or its end fit) from (N,) val scores and
+    (N,) bool wrong studies.
 
-    Rule: with wrong studies on val, the threshold just above a wrong study's margin that maximises (share of wrong
-    studies flagged - share of right ones flagged), the lowest on ties; without, the `quantile` (percent) of the right
-    studies' finite margins. An infinite margin is never flagged; 0 (flag nothing) when no finite margin is left.
+    Rule: with wrong studies on val, the threshold just above a wrong study's score that maximises (share of wrong
+    studies flagged - share of right ones flagged), the lowest on ties; without, the `rate` quantile of the right
+    studies' finite scores (that share of them flagged). An infinite score is never flagged; None (flag nothing)
+    when no finite score is left.
     """
-    m, wrong = np.asarray(margins_val, np.float64), np.asarray(wrong_val, bool)
+    m, wrong = np.asarray(scores_val, np.float64), np.asarray(wrong_val, bool)
     if m.shape != wrong.shape or m.ndim != 1:
-        raise DataError(f"margin threshold: expected (N,) margins and flags, got {m.shape}, {wrong.shape}")
+        raise DataError(f"flag threshold: expected (N,) scores and flags, got {m.shape}, {wrong.shape}")
     cuts = np.nextafter(m[wrong & np.isfinite(m)], np.inf)
     if cuts.size == 0:
         right = m[~wrong & np.isfinite(m)]
-        return float(np.percentile(right, quantile)) if right.size else 0.0
+        return float(np.quantile(right, rate)) if right.size else None
     cuts = np.unique(cuts)  # sorted: argmax keeps the lowest threshold on ties
     caught = (m[wrong][None] < cuts[:, None]).mean(1)
     false = (m[~wrong][None] < cuts[:, None]).mean(1) if (~wrong).any() else np.zeros(len(cuts))

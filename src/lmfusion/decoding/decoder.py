@@ -48,17 +48,19 @@ class Decoded:
     scores: dict[str, np.ndarray]  # method -> (N, K) U-Net probability at the method's point
     fallback: np.ndarray  # (N, K) True where the fused product was ~0 and the regressed point was kept
     margin: np.ndarray  # (N,) chain score minus its best rival sharing no position (NaN without a chain model)
-    level_uncertain: np.ndarray  # (N,) bool: margin below the decoder's threshold
+    end_fit: np.ndarray  # (N,) the chain's score over the steps at its end (NaN without a chain model)
+    level_uncertain: np.ndarray  # (N,) bool: margin or end fit below the decoder's threshold (`LandmarkDecoder.flag`)
     prior_used: np.ndarray  # (N, K) bool: where "gated" took the fused landmark (the heatmap was ambiguous)
 
 
 @dataclass(frozen=True)
 class HeatmapDecoded:
-    """Every method's landmarks in heatmap pixels, (N, K, 2) each, and the chain's margin (N,)."""
+    """Every method's landmarks in heatmap pixels, (N, K, 2) each, and the chain's margin and end fit (N,)."""
 
     xy: dict[str, np.ndarray]
     fallback: np.ndarray  # (N, K) bool
     margin: np.ndarray  # (N,)
+    end_fit: np.ndarray  # (N,)
     prior_used: np.ndarray  # (N, K) bool
 
     @property
@@ -76,7 +78,9 @@ class LandmarkDecoder:
         chain_model: the neighbour displacement model; None decodes "chain" as "fused" (with a NaN margin).
         chain: the chain decode's weights, mode and lengths (lmfusion.decoding.chain.ChainSettings); needed with a
             chain_model.
-        margin_threshold: a study whose chain margin is below it is flagged level_uncertain.
+        margin_threshold: a study whose chain margin is below it is flagged level_uncertain (0: never).
+        end_threshold: a study whose chain end fit (lmfusion.decoding.chain.end_fit) is below it is flagged
+            level_uncertain too; None: never (a decoder file of before the end fit).
         best_method: the method that was best on the validation split (what `lmfusion predict` uses by default).
         gate_ratio: "gated" takes the fused landmark where the heatmap is ambiguous, its strongest rival peak (at
             least gate_sep heatmap px from the top one) at least gate_ratio x the top peak, else the argmax
@@ -95,6 +99,7 @@ class LandmarkDecoder:
     gate_ratio: float = np.inf
     gate_sep: float | None = None
     reliability: np.ndarray | None = None  # (K,) the regressor's share of val landmarks within the target radius
+    end_threshold: float | None = None
 
     def __post_init__(self) -> None:
         if self.chain_model is not None and self.chain is None:
@@ -125,8 +130,13 @@ class LandmarkDecoder:
         dst = (sizes[:, None, 0], sizes[:, None, 1])
         xy = {m: rescale(in_hm.xy[m], src, dst) for m in METHODS}
         scores = {m: peaks.values_at(heatmaps, in_hm.xy[m]) for m in METHODS}
-        return Decoded(xy=xy, scores=scores, fallback=in_hm.fallback, margin=in_hm.margin,
-                       level_uncertain=in_hm.margin < self.margin_threshold, prior_used=in_hm.prior_used)
+        return Decoded(xy=xy, scores=scores, fallback=in_hm.fallback, margin=in_hm.margin, end_fit=in_hm.end_fit,
+                       level_uncertain=self.flag(in_hm.margin, in_hm.end_fit), prior_used=in_hm.prior_used)
+
+    def flag(self, margin: np.ndarray, end_fit: np.ndarray) -> np.ndarray:
+        """(N,) level_uncertain: the chain's margin or its end fit, (N,) each, below the decoder's threshold."""
+        low_end = end_fit < self.end_threshold if self.end_threshold is not None else False
+        return np.asarray(margin < self.margin_threshold) | low_end
 
     def decode_hm(self, heatmaps: np.ndarray, xy_reg_hm: np.ndarray, mm_per_hm_px: np.ndarray | None = None,
                   anchor: np.ndarray | None = None) -> HeatmapDecoded:
@@ -155,19 +165,19 @@ class LandmarkDecoder:
             prior_used[sl] = self.gate(hm)
         for sub in ("", "_subpixel"):
             xy["gated" + sub] = np.where(prior_used[..., None], xy["fused" + sub], xy["argmax" + sub])
-        margin = np.full(n, np.nan)
+        margin, end = np.full(n, np.nan), np.full(n, np.nan)
         if self.chain_model is not None:
             mm = np.ones((n, 2)) if mm_per_hm_px is None else mm_per_hm_px
             res = chain.decode(heatmaps, xy_reg_hm, mm, sigma, self.chain_model, self.chain, self.min_product,
                                self.reliability, anchor)
-            margin = res.margin
+            margin, end = res.margin, res.end_fit
         if self.chain_model is None or self.chain.mode == "fused":
             xy["chain"], xy["chain_subpixel"] = xy["fused"], xy["fused_subpixel"]
         elif self.chain.mode == "argmax":
             xy["chain"], xy["chain_subpixel"] = xy["argmax"], xy["argmax_subpixel"]
         else:
             xy["chain"], xy["chain_subpixel"] = res.xy_hm, res.xy_sub_hm
-        return HeatmapDecoded(xy=xy, fallback=fallback, margin=margin, prior_used=prior_used)
+        return HeatmapDecoded(xy=xy, fallback=fallback, margin=margin, end_fit=end, prior_used=prior_used)
 
     def gate(self, hm: np.ndarray) -> np.ndarray:
         """(S, K) where "gated" uses the fusion prior on (S, K, H, W) float32 maps: an ambiguous heatmap."""
@@ -186,7 +196,8 @@ class LandmarkDecoder:
                 "margin_threshold": sigma_to_json([self.margin_threshold])[0],
                 "best_method": self.best_method, "gate_ratio": sigma_to_json([self.gate_ratio])[0],
                 "gate_sep": self.gate_sep,
-                "reliability": None if self.reliability is None else [float(r) for r in self.reliability]}
+                "reliability": None if self.reliability is None else [float(r) for r in self.reliability],
+                "end_threshold": None if self.end_threshold is None else float(self.end_threshold)}
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> LandmarkDecoder:
@@ -204,7 +215,8 @@ class LandmarkDecoder:
                    margin_threshold=float(raw.get("margin_threshold", 0.0)),
                    best_method=raw.get("best_method", "fused"), gate_ratio=gate_ratio,
                    gate_sep=None if gate_sep is None else float(gate_sep),
-                   reliability=None if raw.get("reliability") is None else np.asarray(raw["reliability"], float))
+                   reliability=None if raw.get("reliability") is None else np.asarray(raw["reliability"], float),
+                   end_threshold=None if raw.get("end_threshold") is None else float(raw["end_threshold"]))
 
 
 def _field(raw: dict, key: str, file: Path, where: str = "") -> Any:

@@ -18,7 +18,7 @@ from lmfusion import metrics
 from lmfusion.config.decoding import ChainConfig, FusionConfig
 from lmfusion.coords import radial_mm
 from lmfusion.decoding import peaks
-from lmfusion.decoding.chain_fit import fit_chain, fit_margin_threshold, regressor_reliability
+from lmfusion.decoding.chain_fit import fit_chain, fit_flag_threshold, regressor_reliability
 from lmfusion.decoding.chain_model import fit_chain_model  # noqa: F401 (re-exported: fit's public API)
 from lmfusion.decoding.decoder import Decoded, LandmarkDecoder
 from lmfusion.decoding.fusion import fuse
@@ -140,7 +140,7 @@ def fit_decoder(val: SplitOutputs, train_truth: np.ndarray, train_spacing: np.nd
                 ) -> tuple[LandmarkDecoder, dict, Decoded]:
     """The decoder fitted as the params say: the fusion sigma, the gate and the chain weights on the validation split,
     the chain's displacement model on the training split's ground truth (N_train, K, 2) with its spacing
-    (N_train, 2), and the level_uncertain threshold on the validation split's wrong-level studies.
+    (N_train, 2), and the level_uncertain thresholds (`fit_flag`) on the validation split.
 
     Every length (fusion.sigma, gate_sep, chain.rival_sep, end_radius) comes from `geometry`, in pixels of val's
     heatmaps (lmfusion.config.geometry.decode_geometry); the configs' own lengths are at heatmap.reference_size.
@@ -169,12 +169,27 @@ def fit_decoder(val: SplitOutputs, train_truth: np.ndarray, train_spacing: np.nd
     decoder = LandmarkDecoder(sigma, fcfg.min_product, chain_model=model, chain=settings, gate_ratio=gate,
                               gate_sep=geometry.gate_sep, reliability=reliability)
     decoded = decoder.decode(val.coords_norm, val.heatmaps, val.sizes, val.spacing, val.anchor)
-    wrong = metrics.wrong_level_studies(decoded.xy["chain"], val.truth, val.spacing)  # (N,)
-    threshold = (fit_margin_threshold(decoded.margin, wrong) if ccfg.margin_threshold == "auto"
-                 else float(ccfg.margin_threshold))
-    fit["chain"] = {"settings": settings.to_dict(), "candidates": table, "margin_threshold": threshold,
-                    "margin_threshold_mode": "auto" if ccfg.margin_threshold == "auto" else "fixed"}
-    flagged = dataclasses.replace(decoded, level_uncertain=decoded.margin < threshold)
-    return decoder.replace(margin_threshold=threshold), fit, flagged
+    decoder, flag_fit = fit_flag(decoder, decoded, val, ccfg)
+    fit["chain"] = {"settings": settings.to_dict(), "candidates": table, **flag_fit}
+    flagged = dataclasses.replace(decoded, level_uncertain=decoder.flag(decoded.margin, decoded.end_fit))
+    return decoder, fit, flagged
+
+
+def fit_flag(decoder: LandmarkDecoder, decoded_val: Decoded, val: SplitOutputs, ccfg: ChainConfig
+             ) -> tuple[LandmarkDecoder, dict]:
+    """The decoder with the level flag's two thresholds, chain.margin_threshold and chain.end_threshold, each fixed
+    or `auto`: fitted on the validation split decoded by `decoder` (`chain_fit.fit_flag_threshold`: against its
+    wrong-level studies where it has some, else flagging chain.flag_rate of its right ones). Returns the decoder and
+    the fit's record."""
+    wrong = metrics.wrong_level_studies(decoded_val.xy["chain"], val.truth, val.spacing)  # (N,)
+    margin, end = ccfg.margin_threshold, ccfg.end_threshold
+    if margin == "auto":  # no finite margin on val: 0, the margin flags nothing
+        margin = fit_flag_threshold(decoded_val.margin, wrong, ccfg.flag_rate) or 0.0
+    if end == "auto":  # None: the end fit flags nothing
+        end = fit_flag_threshold(decoded_val.end_fit, wrong, ccfg.flag_rate)
+    mode = lambda v: "auto" if v == "auto" else "fixed"  # noqa: E731
+    return decoder.replace(margin_threshold=margin, end_threshold=end), {
+        "margin_threshold": margin, "margin_threshold_mode": mode(ccfg.margin_threshold), "end_threshold": end,
+        "end_threshold_mode": mode(ccfg.end_threshold), "flag_rate": ccfg.flag_rate}
 
 

@@ -188,6 +188,19 @@ def _prior_section(r: ReportInputs) -> list[str]:
     return lines
 
 
+def _flag_rule(flag: dict) -> str:
+    """When a study is flagged `level_uncertain`, in words, from evaluate.json's level_flag."""
+    rules = []
+    if flag["margin_threshold"] > 0:
+        rules.append("its margin (the best chain's score minus the best chain's sharing none of its positions) is "
+                     f"below {flag['margin_threshold']:g}")
+    if flag.get("end_threshold") is not None:
+        rules.append("its end fit (the chain's score over the steps into and out of its last landmark) is below "
+                     f"{flag['end_threshold']:g}")
+    return ("a study is flagged `level_uncertain` where " + " or where ".join(rules) if rules
+            else "no study is flagged `level_uncertain`")
+
+
 def _chain_section(r: ReportInputs) -> list[str]:
     """The chain model: displacement statistics, the chosen weights, the level flag, an example."""
     model, settings = r.fitted["chain_model"], r.fitted["chain"]
@@ -215,8 +228,7 @@ def _chain_section(r: ReportInputs) -> list[str]:
              f"{'weight ' + format(settings['end_check'], 'g') if settings.get('end_check') else 'off'}.", "",
              f"Steps between consecutive landmarks on the training split ({unit}; x right, y down):", "",
              table(["step", "mean x", "mean y", "SD x", "SD y"], rows), "",
-             "Level confidence: the margin between the best chain and the best chain sharing none of its positions; "
-             f"below {r.evaluate['level_flag']['margin_threshold']:g} a study is flagged `level_uncertain`. "
+             f"Level confidence: {_flag_rule(flag)}. "
              f"Validation: {flag['val']['wrong_level_studies']} wrong-level studies, {rate('val', 'caught')} "
              f"caught, {rate('val', 'false_alarm')} of the right ones flagged. Test: "
              f"{flag['test']['wrong_level_studies']} wrong-level studies, {rate('test', 'caught')} caught, "

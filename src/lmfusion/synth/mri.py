@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from lmfusion.synth.phantom import Anatomy
+from lmfusion.synth import junction
+from lmfusion.synth.phantom import Anatomy, inset
 
 # tissue: T2 and T1 intensity (CSF on T2 = 1), texture amplitudes: fine (marrow), coarse (0.5 cm), muscle striation
 _AA_GROWTH = 0.7  # px
@@ -81,18 +82,6 @@ def _textures(rng: np.random.Generator, shape: tuple[int, int], spacing: tuple[f
     return {k: v.astype(np.float32) for k, v in fields.items()}  # rounded once: render paints in float32
 
 
-def _inset(q: np.ndarray, d: float) -> np.ndarray:
-    """Move a polygon's (P, 2) edges inwards by d pixels (mitred, limited at sharp corners)."""
-    e = np.diff(q, axis=0, append=q[:1])  # edge i runs from point i to point i + 1
-    n = np.stack([-e[:, 1], e[:, 0]], 1) / np.maximum(np.hypot(e[:, 0], e[:, 1]), 1e-9)[:, None]
-    n_in, n_out = np.concatenate([n[-1:], n[:-1]]), n  # normals of the edges into and out of each point
-    bis = n_in + n_out
-    bis /= np.maximum(np.hypot(bis[:, 0], bis[:, 1]), 1e-9)[:, None]
-    cos = np.clip((bis * n_in).sum(1, keepdims=True), 0.5, 1.0)
-    area2 = (q[:, 0] * np.roll(q[:, 1], -1) - np.roll(q[:, 0], -1) * q[:, 1]).sum()
-    return q + np.sign(area2) * d * bis / cos
-
-
 def _coverage(pts: list[np.ndarray], box: tuple[int, int, int, int], thick: int, exact: bool,
               soft: bool) -> np.ndarray:
     """Anti-aliased coverage (0..255, float64) of polygons or polylines in box (x0, y0, x1, y1).
@@ -112,7 +101,7 @@ def _coverage(pts: list[np.ndarray], box: tuple[int, int, int, int], thick: int,
     for q in pts:
         q = k * (q - (x0, y0)) + (k - 1) / 2  # pixel centres stay at integers
         if not soft:
-            q = _inset(q, 0.5 if k > 1 else _AA_GROWTH)
+            q = inset(q, 0.5 if k > 1 else _AA_GROWTH)
         q = np.round(q * 16).astype(np.int32)
         cv2.fillPoly(mask, [q], 255, cv2.LINE_8 if k > 1 else cv2.LINE_AA, shift=4)
     if k == 1:
@@ -130,7 +119,7 @@ def render(anatomy: Anatomy, values: dict[str, float], affine: np.ndarray, shape
     img = np.zeros(shape, np.float32)
     tex = _textures(rng, shape, spacing)
     for s in anatomy.shapes:
-        if not s.polys:
+        if not s.polys or s.alpha <= 0:  # no polygons, or geometry only (the fused sacrum's segments)
             continue
         pts = [q @ affine[:, :2].T + affine[:, 2] for q in s.polys]
         thick = max(1, int(round(s.width / spacing[0]))) if s.width else 0
@@ -146,7 +135,7 @@ def render(anatomy: Anatomy, values: dict[str, float], affine: np.ndarray, shape
             a = blur(a, sigma)
         a = a.astype(np.float32)
         base = values[s.tissue] * (1 - s.mix) + (values[s.mix_to] * s.mix if s.mix else 0.0)
-        fa, ca, sa = TISSUES[s.tissue][2:]
+        fa, ca, sa = (TISSUES[s.tissue] if s.tissue in TISSUES else junction.TISSUES[s.tissue])[2:]
         box = (slice(y0, y1), slice(x0, x1))
         val = fa * tex["fine"][box]  # val = base x gain x (1 + textures), roi += a x (val - roi), in place
         val += 1

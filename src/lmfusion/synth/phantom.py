@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lmfusion.synth.junction import COLLAPSED_AT, P_COLLAPSED, draw_junction, extra_wear
+
 LEVELS = ("T5", "T6", "T7", "T8", "T9", "T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5")
 DISCS = tuple(f"{a}-{b}" for a, b in zip(LEVELS, LEVELS[1:] + ("S1",)))
 # an average adult: body height, AP depth, height of the disc below (mm); wedge angles of body and disc below (deg,
@@ -72,7 +74,7 @@ class Patient:
     aorta: float  # radius in mm, 0 when the mid-sagittal plane misses it
     bladder: tuple[float, float, float] | None  # v offset below the sacrum tip, rx, ry
     extras: dict = field(default_factory=dict)  # cleft, wedge, hemangioma, transitional, s1_disc, liver, posterior,
-    # slant, streaks
+    # slant, streaks; with a clinical junction (junction.draw_junction) remnants, listhesis, modic, schmorl, vacuum
 
 
 @dataclass
@@ -131,6 +133,18 @@ def rounded_quad(corners: np.ndarray, power: float, concave: float = 0.0, shrink
     return (1 - wa) * (1 - wb) * as_ + wa * (1 - wb) * ps + (1 - wa) * wb * ai + wa * wb * pi, b_raw
 
 
+def inset(q: np.ndarray, d: float) -> np.ndarray:
+    """Move a polygon's (P, 2) edges inwards by d (pixels or mm) (mitred, limited at sharp corners)."""
+    e = np.diff(q, axis=0, append=q[:1])  # edge i runs from point i to point i + 1
+    n = np.stack([-e[:, 1], e[:, 0]], 1) / np.maximum(np.hypot(e[:, 0], e[:, 1]), 1e-9)[:, None]
+    n_in, n_out = np.concatenate([n[-1:], n[:-1]]), n  # normals of the edges into and out of each point
+    bis = n_in + n_out
+    bis /= np.maximum(np.hypot(bis[:, 0], bis[:, 1]), 1e-9)[:, None]
+    cos = np.clip((bis * n_in).sum(1, keepdims=True), 0.5, 1.0)
+    area2 = (q[:, 0] * np.roll(q[:, 1], -1) - np.roll(q[:, 0], -1) * q[:, 1]).sum()
+    return q + np.sign(area2) * d * bis / cos
+
+
 def bezier(p0: np.ndarray, apex: np.ndarray, p2: np.ndarray, n: int = 8) -> np.ndarray:
     """Quadratic curve from p0 to p2 through `apex` at its middle, endpoints excluded."""
     ctrl = 2 * apex - 0.5 * (p0 + p2)
@@ -156,8 +170,10 @@ def smooth(x: np.ndarray, sigma: float) -> np.ndarray:
     return np.convolve(np.pad(x, r, mode="edge"), kern / kern.sum(), mode="valid")
 
 
-def sample_patient(rng: np.random.Generator, lordosis_median: float = LORDOSIS_MEDIAN) -> Patient:
-    """Draw one subject: sizes, lordosis, degeneration, pathology, canal and body wall."""
+def sample_patient(rng: np.random.Generator, lordosis_median: float = LORDOSIS_MEDIAN,
+                   clinical: bool = False) -> Patient:
+    """Draw one subject: sizes, lordosis, degeneration, pathology, canal and body wall; `clinical`: the lumbosacral
+    junction as a clinical population shows it (`junction`: the fused sacrum, worn and slipped lower discs)."""
     k = len(LEVELS)
     size = rng.uniform(0.88, 1.12)
     height = np.array(_BODY_H) * size * rng.uniform(0.94, 1.06, k)
@@ -170,12 +186,14 @@ def sample_patient(rng: np.random.Generator, lordosis_median: float = LORDOSIS_M
     body_wedge = np.radians(np.array(_BODY_W) * gain + rng.normal(0, 0.7, k))
     disc_wedge = np.radians(np.array(_DISC_W) * gain + rng.normal(0, 1.0, k))
     age = rng.uniform(0, 1)
-    # degeneration grows with age and towards the lower lumbar discs
+    # degeneration grows with age and towards the lower lumbar discs (clinical: L4-L5 and L5-S1 worn more often)
     p_deg = age * np.clip(0.1 + 0.12 * (np.arange(k) - 7), 0.05, 0.8)
+    p_deg = p_deg + extra_wear(k) if clinical else p_deg
     degeneration = np.where(rng.random(k) < p_deg, rng.uniform(0.35, 0.95, k), rng.uniform(0, 0.2, k))
     disc_height = np.array(_DISC_H) * size * rng.uniform(0.85, 1.15, k) * (1 - 0.45 * degeneration)
-    if rng.random() < 0.12:  # a collapsed disc
-        i = int(rng.choice([9, 10, 11, 12], p=[0.1, 0.2, 0.35, 0.35]))
+    p_collapsed, where = (P_COLLAPSED, COLLAPSED_AT) if clinical else (0.12, (0.1, 0.2, 0.35, 0.35))
+    if rng.random() < p_collapsed:  # a collapsed disc
+        i = int(rng.choice([9, 10, 11, 12], p=where))
         degeneration[i], disc_height[i] = 1.0, disc_height[i] * rng.uniform(0.2, 0.35)
     # lumbosacral transitional anatomy, partial forms (the 11 landmarks keep their names, counted upward from the
     # fused sacrum): a sacralised L5 (squat, flared, over a small dark L5-S1 disc) or a lumbarised S1 (squared off,
@@ -211,6 +229,8 @@ def sample_patient(rng: np.random.Generator, lordosis_median: float = LORDOSIS_M
                       rng.uniform(4, 12, nb), rng.uniform(0, np.pi, nb),
                       rng.choice(4, nb, p=[0.3, 0.45, 0.08, 0.17]), rng.normal(0, 0.4, nb), rng.normal(0, 0.4, nb)], 1)
     bladder = (rng.uniform(-30, 40), rng.uniform(30, 60), rng.uniform(25, 45)) if rng.random() < 0.25 else None
+    if clinical:
+        extras |= draw_junction(rng, degeneration)
     return Patient(
         height=height, depth=depth, body_wedge=body_wedge, disc_height=disc_height, disc_wedge=disc_wedge,
         degeneration=degeneration, marrow=marrow, lean=np.radians(np.clip(rng.normal(-3, 4), -12, 8)),

@@ -2,7 +2,11 @@
 
 Bodies are superellipses mapped onto wedge-shaped quadrilaterals stacked along the column; each disc polygon shares
 its endplates with the two bodies, so the landmarks (area centroids of body and disc polygons) are those of exactly
-the drawn shapes. Frame and legend as in `phantom`.
+the drawn shapes. The sacrum is a column of segments bridged by marrow with a residual disc line at each; a
+clinical subject's (`junction`) is one fused, curved bone (S1 to S5, S2 to S5 under a lumbarised S1) with at most
+thin disc remnants, its segments kept as geometry (zero-alpha shapes that name S1..S5 and frame what is drawn around
+them), and its worn lower endplates show Modic bands, Schmorl nodes and gas, a vertebra perhaps slipped forward over
+the one below. The coccyx is small separate segments. Frame and legend as in `phantom`.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lmfusion.synth.phantom import (DISCS, LEVELS, Anatomy, Patient, Shape, SpineFrame, axis, band, bezier, centroid,
-                                   ellipse, normal, rotate, rounded_quad, soft_tissue)
+                                   ellipse, inset, normal, rotate, rounded_quad, soft_tissue)
 
 _SACRUM = ((24.0, 44.0, -6.0), (20.0, 37.0, -9.0), (16.0, 29.0, -11.0), (13.0, 22.0, -13.0), (10.0, 16.0, -14.0),
            (8.0, 12.0, -12.0), (7.0, 10.0, -10.0), (6.0, 8.0, -8.0))  # S1..S5 and three coccygeal segments
@@ -24,7 +28,7 @@ class _Body:
     corners: np.ndarray  # (4, 2) AS, PS, AI, PI
     outline: np.ndarray
     inner: np.ndarray  # marrow inside the cortex
-    inner_ends: tuple[np.ndarray, np.ndarray]  # the marrow's superior and inferior borders (fused sacrum)
+    inner_ends: tuple[np.ndarray, np.ndarray]  # the marrow's superior and inferior borders (Modic bands)
     top: np.ndarray  # superior endplate, anterior -> posterior
     bottom: np.ndarray  # inferior endplate, posterior -> anterior
     phi: float  # axis angle at mid height
@@ -56,6 +60,9 @@ def _stack(p: Patient, lateral: float, phi0: float) -> tuple[list[_Body], list[_
         phi += p.body_wedge[i]
         pos = (b.corners[2] + b.corners[3]) / 2 + p.disc_height[i] * axis(phi + p.disc_wedge[i] / 2)
         phi += p.disc_wedge[i]
+        slip = p.extras.get("listhesis")
+        if slip is not None and slip[0] == i:  # this body slipped forward: the column below it sits further back
+            pos = pos + slip[1] * p.depth[i] * normal(phi)
     sacrum = []
     for j, (h, d, w) in enumerate(_SACRUM):
         s = p.sacrum_scale
@@ -138,9 +145,15 @@ def build_sagittal(p: Patient, lateral: float = 0.0) -> Anatomy:
     shapes.append(Shape("ligament", [wall[: end + 8]], width=1.2, alpha=0.8))
     shapes += _posterior(p, bodies, sacrum, back, nrm, lateral)
     # bodies, discs, sacrum
+    clinical = "remnants" in p.extras  # junction.draw_junction's: the sacrum one fused bone
+    first, fused, fused_inner = _fused_sacrum(sacrum, p) if clinical else (len(column), None, None)
     for i, b in enumerate(column):
         gain = p.marrow[min(i, len(LEVELS) - 1)] * (1.08 if i >= len(LEVELS) else 1.0)
-        shapes += [Shape("cortex", [b.outline], exact=True), Shape("marrow", [b.inner], gain=gain)]
+        if i == first:
+            shapes += [Shape("cortex", [fused]), Shape("marrow", [fused_inner], gain=gain)]
+        seen = 0.0 if first <= i < len(LEVELS) + 5 else 1.0  # a fused segment: geometry only
+        shapes += [Shape("cortex", [b.outline], exact=True, alpha=seen), Shape("marrow", [b.inner], gain=gain,
+                                                                                alpha=seen)]
         if i < len(LEVELS) and abs(lateral) < 3:  # basivertebral vein notch
             n, ax = normal(b.phi), axis(b.phi)
             mid = (b.corners[1] + b.corners[3]) / 2 - 1.0 * n
@@ -167,18 +180,27 @@ def build_sagittal(p: Patient, lateral: float = 0.0) -> Anatomy:
         if p.extras["cleft"] and deg < 0.7:
             n = 0.22 * d * normal(phi)
             shapes.append(Shape("annulus", [np.array([c - n, c + n])], width=0.7, alpha=0.5))
-    for j, (up, lo) in enumerate(zip(sacrum[:4], sacrum[1:5])):  # fused sacral segments with residual disc lines
+    for j, (up, lo) in enumerate(zip(sacrum[:4], sacrum[1:5])):  # between the sacral segments
         if j == 0 and p.extras.get("transitional") == "lumbarised":
             shapes += [Shape("annulus", [_disc(up, lo, 0.8, 0.6)]),
                        Shape("nucleus", [ellipse(centroid(_disc(up, lo, 0.8, 0.6)), 0.25 * up.d,
                                                  0.3 * p.extras["s1_disc"], -up.phi)], alpha=0.7, mix=0.5,
                              mix_to="annulus", soft=0.8)]
             continue
-        bridge = np.concatenate([up.inner_ends[1], lo.inner_ends[0]])
-        rim = (up.corners[2] + lo.corners[0]) / 2, (up.corners[3] + lo.corners[1]) / 2
-        shapes += [Shape("marrow", [bridge], gain=p.marrow[-1] * 1.08, soft=0.5),
-                   Shape("annulus", [np.array([0.85 * rim[0] + 0.15 * rim[1], 0.15 * rim[0] + 0.85 * rim[1]])],
-                         width=1.2, alpha=0.6 - 0.1 * j, soft=0.4)]
+        if not clinical:  # segments bridged by marrow, a residual disc line at each
+            bridge = np.concatenate([up.inner_ends[1], lo.inner_ends[0]])
+            rim = (up.corners[2] + lo.corners[0]) / 2, (up.corners[3] + lo.corners[1]) / 2
+            shapes += [Shape("marrow", [bridge], gain=p.marrow[-1] * 1.08, soft=0.5),
+                       Shape("annulus", [np.array([0.85 * rim[0] + 0.15 * rim[1], 0.15 * rim[0] + 0.85 * rim[1]])],
+                             width=1.2, alpha=0.6 - 0.1 * j, soft=0.4)]
+            continue
+        frac, width, alpha = p.extras["remnants"][j]
+        if frac > 0:  # a thin line from the front, part of the way back (most adults show S1-S2 at most)
+            ant, post = (up.corners[2] + lo.corners[0]) / 2, (up.corners[3] + lo.corners[1]) / 2
+            start = ant + 0.08 * (post - ant)
+            shapes.append(Shape("remnant", [np.array([start, start + 0.84 * frac * (post - ant)])], width=width,
+                                alpha=alpha, soft=0.4))
+    shapes += _endplates(p, column)
     # the whole subject turns in the plane about the L3 body centre
     pivot = points["L3"].copy()
     frame = SpineFrame(centre=points["L3"], front=np.concatenate([b.corners[[0, 2]] for b in bodies]),
@@ -188,6 +210,47 @@ def build_sagittal(p: Patient, lateral: float = 0.0) -> Anatomy:
     for s in soft + shapes:
         s.polys = [rotate(q, p.tilt, pivot) for q in s.polys]
     return Anatomy(shapes=soft + shapes, points={k: rotate(v[None], p.tilt, pivot)[0] for k, v in points.items()})
+
+
+def _fused_sacrum(sacrum: list[_Body], p: Patient) -> tuple[int, np.ndarray, np.ndarray]:
+    """The fused sacrum: its first segment's index in the column, its outline (the segments' front and back
+    corners, rounded) and the marrow inside its cortex."""
+    first = 1 if p.extras.get("transitional") == "lumbarised" else 0  # a lumbarised S1 stays a separate body
+    segments = sacrum[first:5]
+    front = np.concatenate([s.corners[[0, 2]] for s in segments])
+    back = np.concatenate([s.corners[[1, 3]] for s in segments])[::-1]
+    outline = _chaikin(np.concatenate([front, back]), 2)
+    return len(LEVELS) + first, outline, inset(outline, 1.4)
+
+
+def _chaikin(poly: np.ndarray, rounds: int) -> np.ndarray:
+    """A closed polygon with its corners cut (Chaikin): each edge keeps its middle half."""
+    for _ in range(rounds):
+        nxt = np.roll(poly, -1, axis=0)
+        poly = np.stack([0.75 * poly + 0.25 * nxt, 0.25 * poly + 0.75 * nxt], 1).reshape(-1, 2)
+    return poly
+
+
+def _endplates(p: Patient, column: list[_Body]) -> list[Shape]:
+    """Modic bands (oedema or fat in the marrow along an endplate), Schmorl nodes (disc pushed into the body) and
+    gas in a worn disc, at the lower discs (phantom._junction draws them)."""
+    shapes = []
+    for j, side, frac, tissue in p.extras.get("modic", ()):
+        b = column[j if side == 1 else j + 1]
+        edge = b.inner_ends[1] if side == 1 else b.inner_ends[0]
+        band_ = np.concatenate([edge, (edge - side * frac * b.h * axis(b.phi))[::-1]])
+        shapes.append(Shape("marrow", [band_], mix=0.7, mix_to=tissue, soft=0.8))
+    for j, side, u, r in p.extras.get("schmorl", ()):
+        b = column[j if side == 1 else j + 1]
+        edge = b.bottom if side == 1 else b.top
+        at = edge[int(round((0.5 + u) * (len(edge) - 1)))] - side * 0.35 * r * axis(b.phi)
+        shapes.append(Shape("annulus", [ellipse(at, 0.5 * r, 0.45 * r, -b.phi)], soft=0.3))
+    for j, frac, width in p.extras.get("vacuum", ()):
+        up, lo = column[j], column[j + 1]
+        front, back = (up.corners[2] + lo.corners[0]) / 2, (up.corners[3] + lo.corners[1]) / 2
+        mid, half = (front + back) / 2, 0.5 * frac * (back - front)
+        shapes.append(Shape("gas", [np.array([mid - half, mid + half])], width=width, alpha=0.85, soft=0.4))
+    return shapes
 
 
 def _posterior(p: Patient, bodies: list[_Body], sacrum: list[_Body], back: np.ndarray, nrm: np.ndarray,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lmfusion.synth import axial, mri, phantom
+from lmfusion.synth import axial, junction, mri, phantom
 from lmfusion.synth import spine as phantom_spine
 from lmfusion.synth.common import (DESCRIPTIONS, TOP_LEVEL, SynthImage, SynthStudy, field_of_view, grading_tags,
                                    hard_cases, on_grid)
@@ -19,11 +19,12 @@ from lmfusion.synth.common import (DESCRIPTIONS, TOP_LEVEL, SynthImage, SynthStu
 _P_WRAP = 0.08
 
 
-def generate_phantom_study(rng: np.random.Generator, names: tuple[str, ...], p_stir: float,
-                           lordosis: float) -> SynthStudy:
+def generate_phantom_study(rng: np.random.Generator, names: tuple[str, ...], p_stir: float, lordosis: float,
+                           clinical: bool = False) -> SynthStudy:
     """One study (all its images in memory) drawn from `rng`: a fat-suppressed (STIR-like) series with probability
-    `p_stir`, the lumbosacral junction drawn around `lordosis` (phantom.sample_patient)."""
-    p = phantom.sample_patient(rng, lordosis)
+    `p_stir`, the lumbosacral junction drawn around `lordosis` (phantom.sample_patient), as a clinical population
+    shows it with `clinical` (`junction`)."""
+    p = phantom.sample_patient(rng, lordosis, clinical)
     mid = phantom_spine.build_sagittal(p, 0.0)
     pts = np.array([mid.points[n] for n in names])
     h, w, spacing, affine = field_of_view(rng, pts, mid.points[TOP_LEVEL][1])
@@ -33,6 +34,8 @@ def generate_phantom_study(rng: np.random.Generator, names: tuple[str, ...], p_s
     stir = bool(rng.random() < p_stir)
     look_t2, look_t1 = mri.sample_look(rng, dark), mri.sample_look(rng, dark and rng.random() < 0.5)
     t2, t1 = mri.tissue_values(rng, 0, stir), mri.tissue_values(rng, 1)
+    if clinical:  # the sacral remnants' own values, drawn after the others so those stay as the default style's
+        t2["remnant"], t1["remnant"] = (float(v * rng.uniform(0.7, 1.5)) for v in junction.TISSUES["remnant"][:2])
     wrap = int(rng.uniform(0.08, 0.2) * w) if rng.random() < _P_WRAP else 0
     wide = affine + np.array([[0, 0, wrap], [0, 0, 0]])  # the T2 slices of a wrapped study, before folding
     gap = round(float(rng.uniform(3.8, 5.5)), 2)
@@ -79,4 +82,5 @@ def generate_phantom_study(rng: np.random.Generator, names: tuple[str, ...], p_s
     fill = float(np.ptp(pts[:, 1]) / (h * spacing[1]))
     return SynthStudy(image=images[1].pixels, landmarks=landmarks, spacing=spacing, names=names,
                       tags=tuple(tags[n] for n in names), extra=extra, images=images, annotated=1,
-                      cases=hard_cases(p, px, (h, w), fill, stir, wrap, look_t2, dark))
+                      cases=hard_cases(p, px, (h, w), fill, stir, wrap, look_t2, dark)
+                      + (junction.cases(p) if clinical else ()))

@@ -6,6 +6,9 @@
     randomized  every tissue value, the acquisition and more anatomy drawn per study (randomize: its own draws)
     unseen      the randomized generator with a thick slice, a T1-like contrast, low resolution and a strong bias
                 field fixed, for judging only (benchmarks/bench_styles.py): no training set should use it
+    clinical    the default style with the lumbosacral junction as clinical scans show it (`junction`): the sacrum
+                one fused bone with thin remnants, L4-L5 and L5-S1 worn more often, collapsed, slipped, Modic
+                bands, Schmorl nodes and gas
 
 A style is a function (rng, names) -> SynthStudy and the hard cases its studies can show (SynthStudy.cases). A new
 style is one more entry here.
@@ -20,7 +23,7 @@ import numpy as np
 
 from lmfusion import config
 from lmfusion.errors import ParamError
-from lmfusion.synth import phantom, randomize, study
+from lmfusion.synth import junction, phantom, randomize, study
 from lmfusion.synth.common import HARD_CASES, RANDOMIZED_CASES, SynthStudy, check_names
 
 
@@ -37,6 +40,8 @@ STYLES = {
     "randomized": Style(partial(randomize.generate_randomized, draws=randomize.RANDOMIZED),
                         HARD_CASES + RANDOMIZED_CASES),
     "unseen": Style(partial(randomize.generate_randomized, draws=randomize.UNSEEN), HARD_CASES + RANDOMIZED_CASES),
+    "clinical": Style(partial(study.generate_phantom_study, p_stir=0.12, lordosis=phantom.LORDOSIS_MEDIAN,
+                              clinical=True), HARD_CASES + junction.CASES),
 }
 
 

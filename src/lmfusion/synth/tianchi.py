@@ -10,6 +10,7 @@ from pydicom.uid import generate_uid
 
 from lmfusion import config
 from lmfusion.data.dicom import write_dicom
+from lmfusion.data.readers.tianchi import SYNTHETIC
 from lmfusion.synth.parallel import map_ordered
 from lmfusion.synth.common import SynthStudy, check_names
 from lmfusion.synth.styles import check_style, generate_study, style_cases
@@ -105,6 +106,7 @@ def write_dataset(out: Path, n: int, seed: int, names: tuple[str, ...] = config.
         for split, recs in records.items():
             if recs:
                 write_json(tmp / f"{split}_annotation.json", recs)
+        write_json(tmp / SYNTHETIC, {"style": style, "seed": seed, "studies": n, "cases": cases})
         size = sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file())
     return {"studies": n, "images": images, "bytes": size, **{k: len(v) for k, v in records.items()},
             "largest_matrix": largest, "cases": cases}

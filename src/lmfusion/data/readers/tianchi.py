@@ -19,6 +19,7 @@ from lmfusion.data.dicom import read_dicom, read_header
 from lmfusion.data.readers._common import Skipped, Study, Collector, Invalid, check_landmarks, progress_bar, reason
 from lmfusion.errors import DataError
 
+SYNTHETIC = "synthetic.json"  # `lmfusion synth` writes its summary here (counts per hard case), prepare reports it
 # points the challenge annotates besides the configured landmarks; ignored unless base.landmarks names them
 _CHALLENGE_POINTS = frozenset(LANDMARKS) | {"T11-T12"}
 
@@ -139,3 +140,15 @@ def read_tianchi(root: str | os.PathLike, names: tuple[str, ...], on_invalid: st
             except Invalid as e:
                 out.invalid(study, ann.name, str(e))
     return out.result()
+
+
+def synthetic_summary(root: str | os.PathLike) -> dict | None:
+    """The summary `lmfusion synth` wrote beside a synthetic dataset (how many studies show each hard case), or None
+    for a dataset from elsewhere."""
+    path = Path(root) / SYNTHETIC
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise DataError(f"{path}: not a readable summary JSON ({type(e).__name__}: {e})") from None
