@@ -66,6 +66,9 @@ def _add_predict_arguments(p: argparse.ArgumentParser) -> None:
                    "like fusion.sigma (default: fusion.sigma)")
     p.add_argument("--spacing", type=float, nargs="+", metavar="MM",
                    help="pixel spacing (x [y]) in mm for images without it (PNG/JPG/TIF); default 1.0 with a warning")
+    p.add_argument("--rsna-csv", metavar="PATH",
+                   help="also write the study folders' disc levels as RSNA 2024 label coordinates (study_id, "
+                        "series_id, instance_number, condition, level, x, y) to PATH")
     p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
 
 

@@ -1,8 +1,9 @@
 """`lmfusion predict INPUT... --out DIR`: landmarks for DICOM files, study folders, images or a CSV of images.
 
-Per image: <name>.json (the named landmarks in pixels and mm, confidences, flags) and <name>.png (an overlay);
-for the batch: summary.csv. A failing input prints one line naming it and the others go on; the exit code is 1
-when any input failed.
+Per image: <name>.json (the named landmarks in pixels and mm, and for DICOM inputs in patient LPS mm; confidences,
+flags) and <name>.png (an overlay); per DICOM input <name>.mrk.json (a 3D Slicer point list); for the batch:
+summary.csv, and with --rsna-csv the study folders' disc levels in RSNA 2024's label coordinates layout. A failing
+input prints one line naming it and the others go on; the exit code is 1 when any input failed.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from lmfusion.data.dicom import read_dicom
+from lmfusion.cli.outputs import (MARKUPS_SUFFIX, json_record, markups, rsna_ids, rsna_rows, summary_row,
+                                  write_rsna_csv)
+from lmfusion.data.dicom import read_dicom, read_header
+from lmfusion.data.patient import SliceGeometry, slice_geometry
 from lmfusion.data.readers import read_image
 from lmfusion.data.series import choose_mid_sagittal_t2
 from lmfusion.errors import DataError, LmfusionError
@@ -73,28 +77,44 @@ def expand_inputs(inputs: list[str]) -> list[Item]:
     return items
 
 
-def load_item(item: Item, spacing_arg: list[float] | None) -> tuple[np.ndarray, tuple[float, float] | None, dict]:
-    """Pixels, spacing (None when unknown) and provenance of one item."""
+@dataclass
+class Loaded:
+    """One item's pixels, spacing (None when unknown), provenance and, for DICOM, where the slice lies."""
+
+    pixels: np.ndarray  # (H, W)
+    spacing: tuple[float, float] | None
+    info: dict
+    geometry: SliceGeometry | None = None
+    chosen: Path | None = None  # a study folder's chosen slice
+
+
+def _load_dicom(path: Path, info: dict, chosen: Path | None = None) -> Loaded:
+    """A DICOM slice with its geometry: a slice without position, orientation or spacing fails (DataError)."""
+    geometry = slice_geometry(read_header(path), path)
+    img = read_dicom(path)
+    return Loaded(img.pixels, geometry.spacing, info, geometry, chosen)
+
+
+def load_item(item: Item, spacing_arg: list[float] | None) -> Loaded:
+    """Pixels, spacing, provenance and (DICOM) geometry of one item."""
     src = item.source
     info: dict = {"input": str(src)}
     if src.is_dir():
         choice = choose_mid_sagittal_t2(src)
         info.update(chosen_file=str(choice.path), selection=choice.reason)
-        img = read_dicom(choice.path)
-        return img.pixels, img.spacing, info
+        return _load_dicom(choice.path, info, choice.path)
     if not src.exists():
         raise DataError(f"{src}: no such file or folder")
     if src.suffix.lower() == ".csv":
         raise DataError(f"{src}: a CSV needs an 'image' column listing image paths relative to it")
     if src.suffix.lower() == ".dcm":
-        img = read_dicom(src)
-        return img.pixels, img.spacing or item.spacing, info
+        return _load_dicom(src, info)
     if src.suffix.lower() in IMAGE_SUFFIXES:
         pixels = read_image(src)
         spacing = item.spacing
         if spacing is None and spacing_arg:
             spacing = (spacing_arg[0], spacing_arg[-1])
-        return pixels, spacing, info
+        return Loaded(pixels, spacing, info)
     raise DataError(f"{src}: unsupported file type '{src.suffix}' (use .dcm, .png, .jpg, .tif, a study folder "
                     "or a CSV)")
 
@@ -113,13 +133,13 @@ def run_predict(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     items = expand_inputs(args.inputs)
-    rows, failures = [], 0
+    rows, rsna, failures = [], [], 0
     for item in tqdm(items, desc="predict", unit="image", disable=len(items) < 2, file=sys.stderr):
         try:
-            pixels, spacing, info = load_item(item, args.spacing)
-            if spacing is None:
+            loaded = load_item(item, args.spacing)
+            if loaded.spacing is None:
                 log.warning("%s: no pixel spacing (use --spacing); assuming 1.0 mm", item.source)
-            prediction = predictor.predict(pixels, spacing)
+            prediction = predictor.predict(loaded.pixels, loaded.spacing)
         except (LmfusionError, MemoryError, cv2.error, ValueError) as e:
             # name the file once: our readers' errors do already, the API's and others' get it prefixed
             message = f"{item.source}: {type(e).__name__}: {e}"
@@ -129,19 +149,20 @@ def run_predict(args: argparse.Namespace) -> int:
             tqdm.write(f"error: {message}", file=sys.stderr)
             rows.append({"name": item.name, "input": str(item.source), "status": "error", "error": str(e)})
             continue
-        record = {**info, "image_size": [int(pixels.shape[1]), int(pixels.shape[0])], **prediction.to_dict()}
-        write_json(out / f"{item.name}.json", record)
+        pixels, geometry = loaded.pixels, loaded.geometry
+        write_json(out / f"{item.name}.json", json_record(loaded.info, (int(pixels.shape[1]), int(pixels.shape[0])),
+                                                          prediction, geometry))
         write_png(out / f"{item.name}.png", prediction_overlay(pixels, prediction))
-        flags = prediction.flags
-        row = {"name": item.name, "input": str(item.source), "status": "ok", "error": "",
-               "method": prediction.method, "level_margin": round(prediction.level_margin, 4),
-               "level_end_fit": round(prediction.level_end_fit, 4),
-               "level_uncertain": flags["level_uncertain"], "low_confidence": ";".join(flags["low_confidence"]),
-               "order_violated": flags["order_violated"], "implausible_spacing": flags["implausible_spacing"]}
-        for n, (x, y) in zip(prediction.names, prediction.xy):
-            row[f"{n}_x"], row[f"{n}_y"] = round(float(x), 3), round(float(y), 3)
-        rows.append(row)
+        if geometry is not None:
+            write_json(out / f"{item.name}{MARKUPS_SUFFIX}",
+                       markups(prediction.names, geometry.to_lps(prediction.xy), item.name,
+                               f"lmfusion {prediction.method}"))
+        if loaded.chosen is not None:
+            rsna += rsna_rows(rsna_ids(item.source, loaded.chosen, geometry), prediction)
+        rows.append(summary_row(item.name, item.source, prediction))
     pd.DataFrame(rows).to_csv(out / "summary.csv", index=False)
+    if args.rsna_csv:
+        write_rsna_csv(args.rsna_csv, rsna)
     ok = len(items) - failures
     print(f"{ok} of {len(items)} images predicted into {out}" + (f"; {failures} failed" if failures else ""))
     return 1 if failures else 0
