@@ -42,7 +42,7 @@ DIGESTS = {
         "79987ede5afe9e60f74517df512857ae12e7341c129e9e19ee629b33db46fee2",
     ],
     "clinical": [
-        "ac18109013ec0b6bfb1fa97f0833da7ccae517ee8576cd9901606c0cc6f93c34",
+        "d0c26f2e2e2ca7fab76f667a7fde6169e53e319cc9e3a7cee0a9689649f938ba",
         "cd458ee08d7c0336b5c12320353c9e3c65782b868775d0532f0e821f9f3c2a4d",
     ],
 }

@@ -47,9 +47,9 @@ def draw_junction(rng: np.random.Generator, degeneration: np.ndarray) -> dict:
     for j in range(k - 4, k):  # the lowest four discs; disc j lies between body j and body j + 1 (S1 after L5)
         deg = degeneration[j]
         for side in (1, -1):  # the upper body's lower endplate, the lower body's upper one
-            if rng.random() < 0.45 * deg:
+            if rng.random() < 0.2 * deg:
                 modic.append((j, side, float(rng.uniform(0.1, 0.3)), str(rng.choice(["csf", "fat"]))))
-            if rng.random() < 0.06 + 0.1 * deg:
+            if rng.random() < 0.02 + 0.05 * deg:
                 schmorl.append((j, side, float(rng.uniform(-0.3, 0.3)), float(rng.uniform(2.0, 5.0))))
         if deg > 0.75 and rng.random() < 0.35:
             vacuum.append((j, float(rng.uniform(0.3, 0.7)), float(rng.uniform(0.6, 1.8))))
