@@ -3,7 +3,8 @@
     python benchmarks/bench_predict.py [--pipeline .] [--n 20]
 
 Runs on the test studies of the prepared data (their original DICOMs): load (read the DICOM), preprocess (window,
-equalize, resize to both sizes), regressor, heatmap net, decode (every method, the chain included), write (JSON + overlay PNG).
+equalize, resize to both sizes), regressor, U-Net, decode (every method, the chain included), write (JSON +
+overlay PNG).
 Target: at most 1 s per image on the CPU at the default sizes.
 """
 
