@@ -234,7 +234,7 @@ def test_modes_settings_and_bad_inputs(model: chain.ChainModel) -> None:
 def test_margin_threshold_rule_and_rates() -> None:
     margins = np.array([0.5, 2.0, 3.0, 10.0, 12.0, np.inf, 1.0])
     wrong = np.array([True, False, True, False, False, False, False])
-    t = fit.fit_flag_threshold(margins, wrong)
+    t = fit.fit_flag_threshold(margins, wrong, budget=1.0)
     # catching both wrong studies costs 2 of 5 right ones (J = 0.6); catching 0.5 alone costs 0 (J = 0.5)
     assert 3.0 < t < 3.0 + 1e-9
     assert metrics.flag_rates(margins < t, wrong) == {"caught": 1.0, "false_alarm": 0.4}

@@ -161,3 +161,17 @@ def test_the_decoder_file_keeps_the_end_threshold_and_an_older_one_flags_by_the_
     np.testing.assert_array_equal(loaded.flag(np.array([1.0, 2.0]), np.array([-5.0, -5.0])), [True, False])
     write_json(tmp_path / DECODER_FILE, decoder.replace(end_threshold=None).to_dict())
     assert LandmarkDecoder.load(tmp_path).end_threshold is None
+
+
+def test_a_flag_fitted_against_wrong_val_studies_keeps_within_its_budget() -> None:
+    scores = np.array([0.5, 2.0, 3.0, 10.0, 12.0, 1.0, 4.0])
+    wrong = np.array([True, False, True, False, False, False, False])
+    # unbounded, catching both wrong studies (below 3.0) is worth flagging 2 of 5 right ones; within 15 % only 0.5 is
+    assert 3.0 < fit_flag_threshold(scores, wrong, budget=1.0) < 3.0 + 1e-9
+    assert 0.5 < fit_flag_threshold(scores, wrong, budget=0.15) < 0.5 + 1e-9
+    # a score that does not separate the wrong studies on val (they score highest): the rate quantile instead of
+    # a threshold that flags nearly every right study
+    high = np.array([9.0, 1.0, 2.0, 3.0, 4.0, 8.5])
+    odd = np.array([True, False, False, False, False, True])
+    expected = np.quantile([1.0, 2.0, 3.0, 4.0], 0.25)
+    assert fit_flag_threshold(high, odd, rate=0.25, budget=0.15) == pytest.approx(expected)

@@ -50,10 +50,12 @@ class ChainConfig:
     rival_sep: float = 6.0  # px at heatmap.reference_size: the level margin's rival chain moves every landmark this far
     # level_uncertain when the chain's margin is below this (0: never; auto: fitted on val) or its end fit below
     # end_threshold (null: never; auto: fitted on val); an auto threshold flags flag_rate of val's right studies when
-    # val has no wrong-level one
+    # val has no wrong-level one; against val's wrong-level studies it flags at most flag_budget of the right ones (or
+    # falls back to flag_rate)
     margin_threshold: Union[float, Literal["auto"]] = 0.0
     end_threshold: Union[float, Literal["auto"], None] = "auto"
     flag_rate: float = 0.05
+    flag_budget: float = 0.15
     # the regressed candidate scores at least the regressor's val reliability x the channel's top peak: auto
     # (fitted on val, with and without), true or false
     trust_regressor: Union[bool, Literal["auto"]] = "auto"
@@ -84,6 +86,7 @@ class ChainConfig:
         _check(self.end_threshold in ("auto", None) or self.end_threshold <= 0, f"{s}.end_threshold",
                "'auto', null or a number <= 0 (an end fit is never above 0)", self.end_threshold)
         _check(0 < self.flag_rate < 1, f"{s}.flag_rate", "a share in (0, 1)", self.flag_rate)
+        _check(0 < self.flag_budget <= 1, f"{s}.flag_budget", "a share in (0, 1]", self.flag_budget)
 
     def grid(self) -> dict[str, tuple]:
         """The values fit_chain tries: a fixed param is a grid of one."""

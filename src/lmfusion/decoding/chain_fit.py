@@ -92,26 +92,29 @@ def fit_chain(heatmaps_val: np.ndarray, xy_reg_val_hm: np.ndarray, xy_true_val_h
     return options[best], table
 
 
-def fit_flag_threshold(scores_val: np.ndarray, wrong_val: np.ndarray, rate: float = 0.05) -> float | None:
+def fit_flag_threshold(scores_val: np.ndarray, wrong_val: np.ndarray, rate: float = 0.05,
+                       budget: float = 1.0) -> float | None:
     """Threshold of a level flag `score < threshold` (the chain's margin or its end fit) from (N,) val scores and
     (N,) bool wrong studies.
 
-    Rule: with wrong studies on val, the threshold just above a wrong study's score that maximises (share of wrong
-    studies flagged - share of right ones flagged), the lowest on ties; without, the `rate` quantile of the right
-    studies' finite scores (that share of them flagged). An infinite score is never flagged; None (flag nothing)
-    when no finite score is left.
+    Rule: with wrong studies on val, among the thresholds just above a wrong study's score that flag at most `budget`
+    of the right studies, the one that maximises (share of wrong studies flagged - share of right ones flagged), the
+    lowest on ties; without wrong studies, or when every such threshold flags more right ones than the budget (a
+    score that does not separate them on val), the `rate` quantile of the right studies' finite scores (that share
+    of them flagged). An infinite score is never flagged; None (flag nothing) when no finite score is left.
     """
     m, wrong = np.asarray(scores_val, np.float64), np.asarray(wrong_val, bool)
     if m.shape != wrong.shape or m.ndim != 1:
         raise DataError(f"flag threshold: expected (N,) scores and flags, got {m.shape}, {wrong.shape}")
-    cuts = np.nextafter(m[wrong & np.isfinite(m)], np.inf)
-    if cuts.size == 0:
-        right = m[~wrong & np.isfinite(m)]
-        return float(np.quantile(right, rate)) if right.size else None
-    cuts = np.unique(cuts)  # sorted: argmax keeps the lowest threshold on ties
-    caught = (m[wrong][None] < cuts[:, None]).mean(1)
-    false = (m[~wrong][None] < cuts[:, None]).mean(1) if (~wrong).any() else np.zeros(len(cuts))
-    return float(cuts[np.argmax(caught - false)])
+    cuts = np.unique(np.nextafter(m[wrong & np.isfinite(m)], np.inf))  # sorted: argmax keeps the lowest on ties
+    if cuts.size:
+        caught = (m[wrong][None] < cuts[:, None]).mean(1)
+        false = (m[~wrong][None] < cuts[:, None]).mean(1) if (~wrong).any() else np.zeros(len(cuts))
+        within = false <= budget
+        if within.any():
+            return float(cuts[within][np.argmax((caught - false)[within])])
+    right = m[~wrong & np.isfinite(m)]
+    return float(np.quantile(right, rate)) if right.size else None
 
 
 def regressor_reliability(xy_reg_hm: np.ndarray, xy_true_hm: np.ndarray, mm_per_hm_px: np.ndarray,

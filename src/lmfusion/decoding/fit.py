@@ -179,17 +179,18 @@ def fit_flag(decoder: LandmarkDecoder, decoded_val: Decoded, val: SplitOutputs, 
              ) -> tuple[LandmarkDecoder, dict]:
     """The decoder with the level flag's two thresholds, chain.margin_threshold and chain.end_threshold, each fixed
     or `auto`: fitted on the validation split decoded by `decoder` (`chain_fit.fit_flag_threshold`: against its
-    wrong-level studies where it has some, else flagging chain.flag_rate of its right ones). Returns the decoder and
+    wrong-level studies where it has some, flagging at most chain.flag_budget of its right ones, else flagging
+    chain.flag_rate of them). Returns the decoder and
     the fit's record."""
     wrong = metrics.wrong_level_studies(decoded_val.xy["chain"], val.truth, val.spacing)  # (N,)
     margin, end = ccfg.margin_threshold, ccfg.end_threshold
     if margin == "auto":  # no finite margin on val: 0, the margin flags nothing
-        margin = fit_flag_threshold(decoded_val.margin, wrong, ccfg.flag_rate) or 0.0
+        margin = fit_flag_threshold(decoded_val.margin, wrong, ccfg.flag_rate, ccfg.flag_budget) or 0.0
     if end == "auto":  # None: the end fit flags nothing
-        end = fit_flag_threshold(decoded_val.end_fit, wrong, ccfg.flag_rate)
+        end = fit_flag_threshold(decoded_val.end_fit, wrong, ccfg.flag_rate, ccfg.flag_budget)
     mode = lambda v: "auto" if v == "auto" else "fixed"  # noqa: E731
     return decoder.replace(margin_threshold=margin, end_threshold=end), {
         "margin_threshold": margin, "margin_threshold_mode": mode(ccfg.margin_threshold), "end_threshold": end,
-        "end_threshold_mode": mode(ccfg.end_threshold), "flag_rate": ccfg.flag_rate}
+        "end_threshold_mode": mode(ccfg.end_threshold), "flag_rate": ccfg.flag_rate, "flag_budget": ccfg.flag_budget}
 
 
