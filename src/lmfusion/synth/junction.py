@@ -13,6 +13,8 @@ import numpy as np
 
 P_COLLAPSED = 0.22  # a lumbar disc collapsed to a thin dark line
 COLLAPSED_AT = (0.1, 0.15, 0.3, 0.45)  # ... at L2-L3, L3-L4, L4-L5, L5-S1
+P_REMNANTS = (0.55, 0.2, 0.08, 0.03)  # a visible disc remnant between S1-S2 .. S4-S5 of the fused sacrum
+P_LISTHESIS = 0.1  # a vertebra slipped forward over the one below: L4 on L5 (degenerative) or L5 on S1 (isthmic)
 CASES = ("worn L5-S1", "collapsed L5-S1", "slipped vertebra", "sacral disc remnant", "Modic band", "Schmorl node",
          "gas in a disc")  # shown by clinical studies only, besides common.HARD_CASES
 TISSUES = {"remnant": (0.30, 0.30, 0.05, 0.05, 0.0)}  # as mri.TISSUES: a remnant is dehydrated, thin
@@ -30,8 +32,6 @@ def cases(p) -> tuple[str, ...]:  # noqa: ANN001 (a phantom.Patient drawn with c
              "sacral disc remnant": bool(p.extras["remnants"][:, 0].any()), "Modic band": bool(p.extras["modic"]),
              "Schmorl node": bool(p.extras["schmorl"]), "gas in a disc": bool(p.extras["vacuum"])}
     return tuple(c for c in CASES if shown[c])
-P_REMNANTS = (0.55, 0.2, 0.08, 0.03)  # a visible disc remnant between S1-S2 .. S4-S5 of the fused sacrum
-P_LISTHESIS = 0.1  # a vertebra slipped forward over the one below: L4 on L5 (degenerative) or L5 on S1 (isthmic)
 
 
 def draw_junction(rng: np.random.Generator, degeneration: np.ndarray) -> dict:

@@ -85,6 +85,11 @@ def _disc(upper: _Body, lower: _Body, bulge_a: float, bulge_p: float) -> np.ndar
                            bezier(lower.top[-1], apex_p, upper.bottom[0])])
 
 
+def _rim(upper: _Body, lower: _Body) -> tuple[np.ndarray, np.ndarray]:
+    """The front and back of the space between two bodies: the midpoints of their facing corners."""
+    return (upper.corners[2] + lower.corners[0]) / 2, (upper.corners[3] + lower.corners[1]) / 2
+
+
 def _smooth_line(points: np.ndarray, extra: np.ndarray, step: float = 1.5, sigma: float = 3.0) -> tuple:
     """Resample a polyline (and per-point values) by arc length and smooth it; returns points, values, normals."""
     seg = np.r_[0, np.cumsum(np.linalg.norm(np.diff(points, axis=0), axis=1))]
@@ -189,14 +194,14 @@ def build_sagittal(p: Patient, lateral: float = 0.0) -> Anatomy:
             continue
         if not clinical:  # segments bridged by marrow, a residual disc line at each
             bridge = np.concatenate([up.inner_ends[1], lo.inner_ends[0]])
-            rim = (up.corners[2] + lo.corners[0]) / 2, (up.corners[3] + lo.corners[1]) / 2
+            rim = _rim(up, lo)
             shapes += [Shape("marrow", [bridge], gain=p.marrow[-1] * 1.08, soft=0.5),
                        Shape("annulus", [np.array([0.85 * rim[0] + 0.15 * rim[1], 0.15 * rim[0] + 0.85 * rim[1]])],
                              width=1.2, alpha=0.6 - 0.1 * j, soft=0.4)]
             continue
         frac, width, alpha = p.extras["remnants"][j]
         if frac > 0:  # a thin line from the front, part of the way back (most adults show S1-S2 at most)
-            ant, post = (up.corners[2] + lo.corners[0]) / 2, (up.corners[3] + lo.corners[1]) / 2
+            ant, post = _rim(up, lo)
             start = ant + 0.08 * (post - ant)
             shapes.append(Shape("remnant", [np.array([start, start + 0.84 * frac * (post - ant)])], width=width,
                                 alpha=alpha, soft=0.4))
@@ -247,7 +252,7 @@ def _endplates(p: Patient, column: list[_Body]) -> list[Shape]:
         shapes.append(Shape("annulus", [ellipse(at, 0.5 * r, 0.45 * r, -b.phi)], soft=0.3))
     for j, frac, width in p.extras.get("vacuum", ()):
         up, lo = column[j], column[j + 1]
-        front, back = (up.corners[2] + lo.corners[0]) / 2, (up.corners[3] + lo.corners[1]) / 2
+        front, back = _rim(up, lo)
         mid, half = (front + back) / 2, 0.5 * frac * (back - front)
         shapes.append(Shape("gas", [np.array([mid - half, mid + half])], width=width, alpha=0.85, soft=0.4))
     return shapes
