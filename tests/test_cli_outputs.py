@@ -14,10 +14,9 @@ import pytest
 from lmfusion.api import Prediction
 from lmfusion.cli.outputs import (MARKUPS_SCHEMA, RSNA_COLUMNS, json_record, markups, rsna_ids, rsna_rows,
                                   write_rsna_csv)
-from lmfusion.data.dicom import read_header
 from lmfusion.data.patient import SliceGeometry, slice_geometry
 from lmfusion.data.readers.rsna2024 import DESCRIPTIONS, DISCS, IMAGES, LABELS, read_rsna2024
-from lmfusion.data.series import choose_mid_sagittal_t2
+from lmfusion.data.series import choose_series, read_folder
 from lmfusion.synth.rsna2024 import write_rsna_dataset
 
 GEOMETRY = SliceGeometry(position=(5.0, -90.0, 60.0), orientation=(0.0, 1.0, 0.0, 0.0, 0.0, -1.0),
@@ -66,12 +65,13 @@ def test_rsna_csv_round_trips_through_the_reader(rsna: Path, tmp_path: Path) -> 
     rows = []
     for study in truth:
         folder = rsna / IMAGES / study.study
-        choice = choose_mid_sagittal_t2(folder)
-        assert choice.path == rsna / study.source  # the chooser picks the annotated slice
-        geometry = slice_geometry(read_header(choice.path), choice.path)
+        series, _ = choose_series(read_folder(folder), folder)
+        middle = series.instances[series.middle]
+        assert middle.path == rsna / study.source  # the series' middle slice is the annotated one
+        geometry = slice_geometry(middle.header, middle.path)
         names = ("L1", *DISCS)  # a vertebra the CSV has no row for
         xy = np.vstack([[0.0, 0.0], study.landmarks])
-        rows += rsna_rows(rsna_ids(folder, choice.path, geometry), _prediction(names, xy))
+        rows += rsna_rows(rsna_ids(folder, middle.path, geometry), _prediction(names, xy))
     back = tmp_path / "back"
     back.mkdir()
     write_rsna_csv(back / LABELS, rows)

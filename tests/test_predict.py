@@ -39,10 +39,11 @@ def _check_schema(record: dict) -> None:
     assert record["flags"]["order_violated"] == (not all(a < b for a, b in zip(ys, ys[1:])))
 
 
-def test_study_folder_chooses_mid_sagittal_t2(tiny_pipeline, tmp_path):
+def test_study_folder_middle_rule_chooses_the_annotated_slice(tiny_pipeline, tmp_path):
     root = tiny_pipeline["root"]
     study = sorted((root / "data" / "lumbar_train150").iterdir())[0]
-    proc = run(["lmfusion", "predict", str(study), "--out", str(tmp_path), "--pipeline", str(root)], root)
+    proc = run(["lmfusion", "predict", str(study), "--out", str(tmp_path), "--pipeline", str(root), "--slice-choice",
+                "middle"], root)
     record = json.loads((tmp_path / f"{study.name}.json").read_text())
     best = json.loads((root / "models" / "decoder.json").read_text())["best_method"]
     assert record["method"] == best and f"method: {best} (the best on the validation split)" in proc.stderr
@@ -50,7 +51,7 @@ def test_study_folder_chooses_mid_sagittal_t2(tiny_pipeline, tmp_path):
 
     chosen = pydicom.dcmread(record["chosen_file"], stop_before_pixels=True)
     assert chosen.SOPInstanceUID == _annotated_instance(root, study)
-    assert "sagittal T2" in record["selection"]
+    assert record["series"]["weighting"] == "T2" and record["slice_choice"]["rule"] == "middle"
     _check_schema(record)
     assert record["flags"]["spacing_assumed"] is False
     assert (tmp_path / f"{study.name}.png").stat().st_size > 0

@@ -18,7 +18,7 @@ from lmfusion.synth.common import HARD_CASES
 from lmfusion.synth import spine as phantom_spine
 from lmfusion.data.dicom import read_dicom, read_header
 from lmfusion.data.readers.tianchi import synthetic_summary
-from lmfusion.data.series import choose_mid_sagittal_t2
+from lmfusion.data.series import choose_series, read_folder
 from lmfusion.errors import DataError, ParamError
 from lmfusion.figures.synth import challenge_montage
 
@@ -91,7 +91,8 @@ def test_annotated_instance_matches_the_files(dataset: Path) -> None:
         img = read_dicom(path)
         np.testing.assert_allclose(img.pixels, st.image * float(ds.RescaleSlope), rtol=1e-6)
         # the reader's own choice of slice is the annotated one
-        assert choose_mid_sagittal_t2(folder).path == path
+        series, _ = choose_series(read_folder(folder), folder)
+        assert series.instances[series.middle].path == path
         coords = {p["tag"]["identification"]: p["coord"] for p in item["annotation"][0]["data"]["point"]}
         np.testing.assert_array_equal(np.array([coords[n] for n in LANDMARKS]), st.landmarks)
 

@@ -1,12 +1,15 @@
 """The public API for new images: `LandmarkPredictor` chains preprocess -> network outputs -> decode.
 
 The decode is the evaluate stage's own (`lmfusion.decoding.LandmarkDecoder`), so the API and the evaluation give the
-same coordinates for the same image. Legend: K landmarks.
+same coordinates for the same image. `predict_batch` takes several images (the slices of a series) through one
+decode; `predict` is its batch of one. Legend: N images, K landmarks.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +20,7 @@ from lmfusion.config import PrepareConfig, load_params
 from lmfusion.config.decoding import FusionConfig
 from lmfusion.config.geometry import to_heatmap_px
 from lmfusion.data.preprocess import preprocess
-from lmfusion.decoding import DECODER_FILE, METHODS, LandmarkDecoder
+from lmfusion.decoding import DECODER_FILE, METHODS, Decoded, LandmarkDecoder
 from lmfusion.errors import DataError, ParamError
 from lmfusion.nets.infer import Networks
 
@@ -26,6 +29,7 @@ MODELS_DIR = Path("models")  # the decoder is MODELS_DIR / DECODER_FILE
 SPACING_RANGE_MM = (0.2, 2.0)  # plausible in-plane spacing of sagittal lumbar MRI
 LOW_CONFIDENCE = 0.1  # U-Net probability at the chosen point below which a landmark is flagged
 MIN_SIDE_PX = 32  # an image narrower or shorter than this cannot show a lumbar spine: refused, not guessed at
+BATCH_SIZE = 16  # images per forward pass in predict_batch
 
 
 @dataclass
@@ -93,6 +97,9 @@ class LandmarkPredictor:
         self.decoder = decoder
         self.method = method
         self.names = networks.names
+        # one forward pass at a time: torch already spreads a batch over the cores (and the GPU's memory), and
+        # `lmfusion predict --workers` calls from several threads
+        self._forward = threading.Lock()
 
     @classmethod
     def from_pipeline(cls, root: str | os.PathLike = ".", *, sigma: float | None = None, method: str | None = None,
@@ -144,22 +151,57 @@ class LandmarkPredictor:
 
     def predict(self, pixels: np.ndarray, spacing: tuple[float, float] | None = None) -> Prediction:
         """Landmarks of one 2-D grayscale image (any dtype), in its own pixels, with confidences and flags."""
-        pixels = np.asarray(pixels)
-        if pixels.ndim != 2 or pixels.size == 0:
-            raise DataError(f"expected a 2-D grayscale image, got shape {pixels.shape}")
-        if min(pixels.shape) < MIN_SIDE_PX:
-            raise DataError(f"image of {pixels.shape[1]}x{pixels.shape[0]} px is too small to hold a spine (each "
-                            f"side must be at least {MIN_SIDE_PX} px)")
-        hm, reg = self.preprocess(pixels)
-        coords, heatmaps = self.networks.outputs(hm[None], reg[None])
-        height, width = pixels.shape
-        spacing_given = spacing is not None
-        spacing = tuple(float(s) for s in (spacing or (1.0, 1.0)))
-        decoded = self.decoder.decode(coords, heatmaps, np.array([[width, height]], np.float64),
-                                      np.array([spacing], np.float64))
-        xy, confidence = decoded.xy[self.method][0], decoded.scores[self.method][0]
+        return self.predict_batch([pixels], [spacing])[0]
+
+    def predict_batch(self, pixels_list: Sequence[np.ndarray],
+                      spacings: Sequence[tuple[float, float] | None] | None = None) -> list[Prediction]:
+        """Landmarks of several 2-D grayscale images (any sizes and dtypes): the networks run on BATCH_SIZE images at
+        a time and one decode takes them all.
+
+        Args:
+            pixels_list: N (H, W) images.
+            spacings: N (x, y) mm per pixel, None for an image without one (1.0 mm is assumed and flagged);
+                None: none known.
+        """
+        images = [_checked(p) for p in pixels_list]
+        if not images:
+            return []
+        given = list(spacings) if spacings is not None else [None] * len(images)
+        if len(given) != len(images):
+            raise DataError(f"{len(images)} images but {len(given)} spacings: give one spacing (or None) per image")
+        spacing = np.array([s if s is not None else (1.0, 1.0) for s in given], np.float64)  # (N, 2)
+        sizes = np.array([(p.shape[1], p.shape[0]) for p in images], np.float64)  # (N, 2) width, height
+        decoded = self.decoder.decode(*self._outputs(images), sizes, spacing)
+        return [self._prediction(decoded, n, (float(spacing[n, 0]), float(spacing[n, 1])), given[n] is not None)
+                for n in range(len(images))]
+
+    def _outputs(self, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """The networks' raw outputs (N, K, 2) and (N, K[+1], H, W), one forward pass per BATCH_SIZE images."""
+        coords, heatmaps = [], []
+        for start in range(0, len(images), BATCH_SIZE):
+            hm, reg = zip(*(self.preprocess(p) for p in images[start:start + BATCH_SIZE]))
+            with self._forward:
+                c, h = self.networks.outputs(np.stack(hm), np.stack(reg), batch_size=BATCH_SIZE)
+            coords.append(c)
+            heatmaps.append(h)
+        return np.concatenate(coords), np.concatenate(heatmaps)
+
+    def _prediction(self, decoded: Decoded, n: int, spacing: tuple[float, float], spacing_given: bool) -> Prediction:
+        """Row n of a decode as a Prediction with its flags."""
+        xy, confidence = decoded.xy[self.method][n], decoded.scores[self.method][n]
         flags = quality_flags(self.names, xy, confidence, spacing, spacing_given)
-        flags["fallback"] = [n for n, f in zip(self.names, decoded.fallback[0]) if f]
-        flags["level_uncertain"] = bool(decoded.level_uncertain[0])
-        return Prediction(self.names, xy, spacing, confidence, self.method, flags, float(decoded.margin[0]),
-                          float(decoded.end_fit[0]))
+        flags["fallback"] = [name for name, f in zip(self.names, decoded.fallback[n]) if f]
+        flags["level_uncertain"] = bool(decoded.level_uncertain[n])
+        return Prediction(self.names, xy, spacing, confidence, self.method, flags, float(decoded.margin[n]),
+                          float(decoded.end_fit[n]))
+
+
+def _checked(pixels: np.ndarray) -> np.ndarray:
+    """`pixels` as an array, refused (DataError) unless 2-D and large enough to hold a spine."""
+    pixels = np.asarray(pixels)
+    if pixels.ndim != 2 or pixels.size == 0:
+        raise DataError(f"expected a 2-D grayscale image, got shape {pixels.shape}")
+    if min(pixels.shape) < MIN_SIDE_PX:
+        raise DataError(f"image of {pixels.shape[1]}x{pixels.shape[0]} px is too small to hold a spine (each "
+                        f"side must be at least {MIN_SIDE_PX} px)")
+    return pixels

@@ -30,8 +30,14 @@ def _synth(args: argparse.Namespace) -> int:
     if out.exists() and any(out.iterdir()):
         raise LmfusionError(f"{out}: exists and is not empty; remove it or choose another --out "
                             "(nothing is overwritten)")
+    from lmfusion.synth.common import SeriesLayout
+
+    layout = SeriesLayout(args.sagittal_slices, args.off_centre)
     if args.format == "rsna2024":
         from lmfusion.synth import rsna2024
+
+        if not layout.is_default:
+            raise LmfusionError("lmfusion synth: --sagittal-slices and --off-centre work with the tianchi layout only")
         from lmfusion.figures.rsna2024 import rsna2024_montage
 
         summary = rsna2024.write_rsna_dataset(out, n=args.n, seed=args.seed)
@@ -40,7 +46,7 @@ def _synth(args: argparse.Namespace) -> int:
         from lmfusion.figures.synth import challenge_montage
 
         summary = synth.write_dataset(out, n=args.n, seed=args.seed, names=LANDMARKS, style=args.style,
-                                      workers=args.workers)
+                                      workers=args.workers, layout=layout)
         montage = (lambda: challenge_montage(out, count=16, names=LANDMARKS))  # noqa: E731
     if args.montage:
         write_png(args.montage, montage())
@@ -55,8 +61,11 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _add_predict_arguments(p: argparse.ArgumentParser) -> None:
+    from lmfusion.cli.study import SLICE_CHOICES  # headers only: no torch
+
     p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="DICOM file, study folder (several series), PNG/JPG/TIF image, or CSV with an 'image' column")
+                   help="DICOM file, folder of DICOM studies (grouped by StudyInstanceUID), PNG/JPG/TIF image, or "
+                        "CSV with an 'image' column")
     p.add_argument("--out", required=True, help="output folder for the JSON files, overlays and summary.csv")
     p.add_argument("--pipeline", default=".", help="pipeline folder holding params.yaml and models/ (default: .)")
     p.add_argument("--mlflow-uri", help="load the pipeline from an MLflow artifact URI instead (runs:/<id>/pipeline)")
@@ -70,6 +79,12 @@ def _add_predict_arguments(p: argparse.ArgumentParser) -> None:
                    help="also write the study folders' disc levels as RSNA 2024 label coordinates (study_id, "
                         "series_id, instance_number, condition, level, x, y) to PATH")
     p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    p.add_argument("--slice-choice", choices=SLICE_CHOICES, default=SLICE_CHOICES[0],
+                   help="a study's slice: evidence (decode the central band of its sagittal series and keep the "
+                        "slice whose landmarks are surest; default) or middle (the series' middle slice)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="threads reading the DICOM files and decoding the studies (default 1; the outputs do not "
+                        "depend on it)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "benchmarks/bench_styles.py); also for --gallery")
     p.add_argument("--workers", type=int, default=1,
                    help="processes drawing studies at once (the tianchi layout; the files do not depend on it)")
+    p.add_argument("--sagittal-slices", type=int, default=3, metavar="N",
+                   help="slices of each study's sagittal T2 and T1 series (default 3: the training data's; more "
+                        "reach past the pedicles, where no disc shows)")
+    p.add_argument("--off-centre", type=float, default=0.0, metavar="F",
+                   help="put the spine's mid-plane up to F of the series' slices off its middle slice, drawn per "
+                        "study (0 to 0.45; default 0); the truth is written to series_truth.json")
     p.add_argument("--montage", help="also write a PNG montage of 16 studies with their landmarks")
     p.add_argument("--gallery", help="instead of a dataset, a PNG with one study per hard case (the first of the n "
                                      "studies of --seed showing it: steep junction, transitional vertebra, ...)")

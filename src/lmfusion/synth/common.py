@@ -44,6 +44,49 @@ class SynthImage:
     rescale: tuple[float, float]
 
 
+@dataclass(frozen=True)
+class SeriesLayout:
+    """A study's sagittal series: how many slices, and how far the spine's mid-plane may sit from the series' middle
+    slice (drawn per study, uniformly up to `off_centre` of the slices on either side). The default, 3 slices with
+    the mid-plane in the middle, is what every style's training data has."""
+
+    slices: int = 3
+    off_centre: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.slices < 3:
+            raise ParamError(f"synth sagittal slices: must be >= 3, got {self.slices}")
+        if not 0.0 <= self.off_centre <= 0.45:
+            raise ParamError(f"synth off-centre: must be a fraction of the series from 0 to 0.45, got "
+                             f"{self.off_centre}")
+
+    @property
+    def is_default(self) -> bool:
+        return self == SeriesLayout()
+
+    @property
+    def middle(self) -> int:
+        """The series' middle slice (0-based, in instance order): the lower one of an even series' two."""
+        return (self.slices - 1) // 2 if self.slices % 2 else self.slices // 2
+
+    def draw_mid_plane(self, rng: np.random.Generator) -> int:
+        """The slice (0-based) through the spine's mid-plane; nothing is drawn without an offset."""
+        reach = int(np.floor(self.off_centre * self.slices))
+        if reach == 0:
+            return self.middle
+        return int(np.clip(self.middle + rng.integers(-reach, reach + 1), 0, self.slices - 1))
+
+
+@dataclass
+class SeriesTruth:
+    """Where a study's spine lies in its sagittal series, for scoring a slice choice (a non-default SeriesLayout)."""
+
+    mid_plane: int  # the slice through the spine's mid-plane (0-based, in instance order)
+    middle: int  # the series' middle slice
+    gap_mm: float  # slice to slice
+    landmarks_lps: np.ndarray  # (K, 3) the landmarks in patient LPS mm, as placed by the generator
+
+
 @dataclass
 class SynthStudy:
     image: np.ndarray  # (H, W) uint16, the annotated mid-sagittal T2 slice (stored values)
@@ -55,6 +98,7 @@ class SynthStudy:
     images: list[SynthImage]
     annotated: int  # index of the annotated slice in `images`
     cases: tuple[str, ...] = ()  # the hard cases this study shows (HARD_CASES, and RANDOMIZED_CASES)
+    series: SeriesTruth | None = None  # with a non-default SeriesLayout only
 
 
 def check_names(names: tuple[str, ...]) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 from lmfusion.synth.phantom import (DISCS, LEVELS, Anatomy, Patient, Shape, SpineFrame, axis, band, bezier, centroid,
                                    ellipse, inset, normal, rotate, rounded_quad, soft_tissue)
 
+_NEAR_MIDLINE = 6.0  # mm: slices this close to the midline are drawn as it is (the default series' +-5.5 mm)
 _SACRUM = ((24.0, 44.0, -6.0), (20.0, 37.0, -9.0), (16.0, 29.0, -11.0), (13.0, 22.0, -13.0), (10.0, 16.0, -14.0),
            (8.0, 12.0, -12.0), (7.0, 10.0, -10.0), (6.0, 8.0, -8.0))  # S1..S5 and three coccygeal segments
 
@@ -149,6 +150,11 @@ def build_sagittal(p: Patient, lateral: float = 0.0) -> Anatomy:
     shapes.append(Shape("root", roots, width=0.6, alpha=0.25))
     shapes.append(Shape("ligament", [wall[: end + 8]], width=1.2, alpha=0.8))
     shapes += _posterior(p, bodies, sacrum, back, nrm, lateral)
+    seen_column, seen_canal, seen_pedicle = _off_midline(p, lateral)
+    for s in shapes:
+        if s.tissue in ("csf", "cord", "root"):
+            s.alpha *= seen_canal
+    shapes += _pedicles(bodies, seen_pedicle)
     # bodies, discs, sacrum
     clinical = "remnants" in p.extras  # junction.draw_junction's: the sacrum one fused bone
     first, fused, fused_inner = _fused_sacrum(sacrum, p) if clinical else (len(column), None, None)
@@ -157,6 +163,7 @@ def build_sagittal(p: Patient, lateral: float = 0.0) -> Anatomy:
         if i == first:
             shapes += [Shape("cortex", [fused]), Shape("marrow", [fused_inner], gain=gain)]
         seen = 0.0 if first <= i < len(LEVELS) + 5 else 1.0  # a fused segment: geometry only
+        seen *= seen_column if i < len(LEVELS) else 1.0  # the sacrum's alae reach further out than the bodies
         shapes += [Shape("cortex", [b.outline], exact=True, alpha=seen), Shape("marrow", [b.inner], gain=gain,
                                                                                 alpha=seen)]
         if i < len(LEVELS) and abs(lateral) < 3:  # basivertebral vein notch
@@ -179,12 +186,12 @@ def build_sagittal(p: Patient, lateral: float = 0.0) -> Anatomy:
         dh = np.linalg.norm((up.corners[2] + up.corners[3] - lo.corners[0] - lo.corners[1]) / 2)
         d = (up.d + lo.d) / 2
         c = points[DISCS[i]] + 0.05 * d * normal(phi)
-        shapes += [Shape("annulus", [poly], exact=True),
-                   Shape("nucleus", [ellipse(c, 0.32 * d, 0.36 * dh, -phi)], alpha=0.9, mix=deg, mix_to="annulus",
-                         gain=1 - 0.15 * abs(off), soft=0.12 * dh)]
+        shapes += [Shape("annulus", [poly], exact=True, alpha=seen_column),
+                   Shape("nucleus", [ellipse(c, 0.32 * d, 0.36 * dh, -phi)], alpha=0.9 * seen_column, mix=deg,
+                         mix_to="annulus", gain=1 - 0.15 * abs(off), soft=0.12 * dh)]
         if p.extras["cleft"] and deg < 0.7:
             n = 0.22 * d * normal(phi)
-            shapes.append(Shape("annulus", [np.array([c - n, c + n])], width=0.7, alpha=0.5))
+            shapes.append(Shape("annulus", [np.array([c - n, c + n])], width=0.7, alpha=0.5 * seen_column))
     for j, (up, lo) in enumerate(zip(sacrum[:4], sacrum[1:5])):  # between the sacral segments
         if j == 0 and p.extras.get("transitional") == "lumbarised":
             shapes += [Shape("annulus", [_disc(up, lo, 0.8, 0.6)]),
@@ -205,7 +212,10 @@ def build_sagittal(p: Patient, lateral: float = 0.0) -> Anatomy:
             start = ant + 0.08 * (post - ant)
             shapes.append(Shape("remnant", [np.array([start, start + 0.84 * frac * (post - ant)])], width=width,
                                 alpha=alpha, soft=0.4))
-    shapes += _endplates(p, column)
+    marks = _endplates(p, column)
+    for s in marks:
+        s.alpha *= seen_column
+    shapes += marks
     # the whole subject turns in the plane about the L3 body centre
     pivot = points["L3"].copy()
     frame = SpineFrame(centre=points["L3"], front=np.concatenate([b.corners[[0, 2]] for b in bodies]),
@@ -215,6 +225,44 @@ def build_sagittal(p: Patient, lateral: float = 0.0) -> Anatomy:
     for s in soft + shapes:
         s.polys = [rotate(q, p.tilt, pivot) for q in s.polys]
     return Anatomy(shapes=soft + shapes, points={k: rotate(v[None], p.tilt, pivot)[0] for k, v in points.items()})
+
+
+def _off_midline(p: Patient, lateral: float) -> tuple[float, float, float]:
+    """How much of the column, the canal's contents and the pedicles a slice `lateral` mm off the midline shows.
+
+    Within _NEAR_MIDLINE mm everything is drawn as on the midline. Further out, in fractions of the lumbar bodies'
+    depth d (their width is about 1.4 d): the dural sac ends at 0.3 d, the pedicles show from 0.3 to 0.6 d
+    (strongest at 0.45 d), and the bodies and discs end at the column's half width, 0.7 d: a slice beyond it shows
+    no disc to count.
+    """
+    out = abs(lateral)
+    if out <= _NEAR_MIDLINE:
+        return 1.0, 1.0, 0.0
+    d = _lumbar_depth(p)
+    column = float(np.clip((0.7 * d - out) / (0.06 * d), 0.0, 1.0))
+    canal = float(np.clip((0.3 * d - out) / (0.1 * d), 0.0, 1.0))
+    pedicle = float(np.clip(1.0 - abs(out - 0.45 * d) / (0.15 * d), 0.0, 1.0))
+    return column, canal, pedicle
+
+
+def _lumbar_depth(p: Patient) -> float:
+    return float(np.mean(p.depth[LEVELS.index("L1"):]))
+
+
+def _pedicles(bodies: list[_Body], seen: float) -> list[Shape]:
+    """The pedicles of a parasagittal slice: a bony oval behind the upper half of each body, the foramen's fat below
+    it (the epidural band) holding the exiting root."""
+    if seen <= 0:
+        return []
+    bone, marrow, roots = [], [], []
+    for b in bodies:
+        n, ax = normal(b.phi), axis(b.phi)
+        c = 0.75 * b.corners[1] + 0.25 * b.corners[3] + 4.5 * n + 0.1 * b.h * ax
+        bone.append(ellipse(c, 0.26 * b.h, 5.5, -b.phi))
+        marrow.append(ellipse(c, 0.26 * b.h - 1.2, 4.3, -b.phi))
+        roots.append(ellipse(b.corners[3] + 5.0 * n + 0.25 * b.h * ax, 2.2, 2.6, -b.phi))
+    return [Shape("cortex", bone, alpha=seen, soft=0.4), Shape("marrow", marrow, alpha=seen, soft=0.4),
+            Shape("root", roots, alpha=0.8 * seen, soft=0.6)]
 
 
 def _fused_sacrum(sacrum: list[_Body], p: Patient) -> tuple[int, np.ndarray, np.ndarray]:
@@ -264,13 +312,15 @@ def _posterior(p: Patient, bodies: list[_Body], sacrum: list[_Body], back: np.nd
     shapes, fat, flava, bones = [], [], [], []
     prev = None
     off = min(abs(lateral) / 6.0, 1.0)
+    d = _lumbar_depth(p)  # off the midline the spinous processes give way to the facets' pillar
+    pillar = 1.0 if abs(lateral) <= _NEAR_MIDLINE else float(np.clip(2 - abs(lateral) / (0.2 * d), 0.35, 1.0))
     for i, b in enumerate(bodies):
         jl, jh, ja = p.extras["posterior"][i]
         n, ax = normal(b.phi), axis(b.phi)
         j = int(np.argmin(np.linalg.norm(back - (b.corners[1] + b.corners[3]) / 2, axis=1)))
         base = back[j] + 0.8 * nrm[j]
         lumbar = i >= 8
-        length = (30.0 if lumbar else 34.0) * p.spinous * (1 - 0.55 * off) * (1 + 0.08 * jl)
+        length = (30.0 if lumbar else 34.0) * p.spinous * (1 - 0.55 * off) * (1 + 0.08 * jl) * pillar
         drop = np.radians((10 if lumbar else 40 - 3 * (i - 1)) + 4 * ja)
         tip_dir = n * np.cos(drop) + ax * np.sin(drop)
         top, bot = base - 0.15 * b.h * ax, base + (0.65 if lumbar else 0.5) * b.h * ax

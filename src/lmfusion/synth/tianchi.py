@@ -12,12 +12,13 @@ from lmfusion import config
 from lmfusion.data.dicom import write_dicom
 from lmfusion.data.readers.tianchi import SYNTHETIC
 from lmfusion.synth.parallel import map_ordered
-from lmfusion.synth.common import SynthStudy, check_names
-from lmfusion.synth.styles import check_style, generate_study, style_cases
+from lmfusion.synth.common import SeriesLayout, SynthStudy, check_names
+from lmfusion.synth.styles import check_layout, generate_study, style_cases
 from lmfusion.errors import DataError, ParamError
 from lmfusion.io import atomic_path, write_json
 
 SPLITS = (("lumbar_train150", 150), ("lumbar_train51", None))
+SERIES_TRUTH = "series_truth.json"  # beside the annotations when the series layout is not the default
 
 
 def _uid(seed: int, study: int, *parts: object) -> str:
@@ -63,20 +64,35 @@ def _write_study(folder: Path, study: SynthStudy, rng: np.random.Generator, seed
     return _annotation(study, rng, study_uid, _uid(seed, index, ann.series), _uid(seed, index, ann.series, ann.index))
 
 
-def _draw_and_write(job: tuple[Path, int, int, tuple[str, ...], str]) -> tuple[str, dict, int, int, list[str]]:
+def _draw_and_write(job: tuple[Path, int, int, tuple[str, ...], str, SeriesLayout]
+                    ) -> tuple[str, dict, int, int, list[str], dict | None]:
     """Study i drawn and written (in a worker process where write_dataset has several): its split, annotation,
-    image count, largest side and hard cases."""
-    tmp, seed, i, names, style = job
+    image count, largest side, hard cases and (a non-default layout) where its spine lies in the series."""
+    tmp, seed, i, names, style, layout = job
     rng = np.random.default_rng([seed, i])
-    study = generate_study(rng, names, style)
+    study = generate_study(rng, names, style, layout)
     split = SPLITS[0][0] if i < SPLITS[0][1] else SPLITS[1][0]
     record = _write_study(tmp / split / f"study{i}", study, rng, seed, i)
-    return split, record, len(study.images), max(study.image.shape), list(study.cases)
+    return split, record, len(study.images), max(study.image.shape), list(study.cases), _series_truth(study)
+
+
+def _series_truth(study: SynthStudy) -> dict | None:
+    """SERIES_TRUTH's record of one study: instance numbers are 1-based, offsets in slices (+: later instances)."""
+    t = study.series
+    if t is None:
+        return None
+    return {"mid_plane_instance": t.mid_plane + 1, "middle_instance": t.middle + 1,
+            "offset_slices": t.mid_plane - t.middle, "gap_mm": t.gap_mm,
+            "slices": sum(im.series == "t2sag" for im in study.images),
+            "landmarks_lps_mm": {n: [round(float(v), 4) for v in xyz] for n, xyz in zip(study.names,
+                                                                                       t.landmarks_lps)}}
 
 
 def write_dataset(out: Path, n: int, seed: int, names: tuple[str, ...] = config.LANDMARKS,
-                  style: str = "default", workers: int = 1) -> dict:
-    """Write `n` synthetic studies in the challenge's layout under `out` (which must not exist or be empty).
+                  style: str = "default", workers: int = 1, layout: SeriesLayout = SeriesLayout()) -> dict:
+    """Write `n` synthetic studies in the challenge's layout under `out` (which must not exist or be empty), their
+    sagittal series laid out as `layout` says (a non-default one also writes SERIES_TRUTH: per study folder, the
+    slice through the spine's mid-plane and the landmarks in patient coordinates).
 
     Study i is drawn from `np.random.default_rng([seed, i])`, so it depends neither on `n` nor on `workers` (processes
     drawing studies at once: the files are the same bytes). Returns a summary: counts, the largest matrix and how many
@@ -89,16 +105,20 @@ def write_dataset(out: Path, n: int, seed: int, names: tuple[str, ...] = config.
     if workers < 1:
         raise ParamError(f"synth workers: must be >= 1, got {workers}")
     check_names(names)
-    check_style(style)
+    check_layout(style, layout)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"{out}: exists and is not an empty folder (nothing is overwritten)")
     records: dict[str, list[dict]] = {name: [] for name, _ in SPLITS}
     images, largest, cases = 0, 0, dict.fromkeys(style_cases(style), 0)
     with atomic_path(out, is_dir=True) as tmp:
-        jobs = [(tmp, seed, i, names, style) for i in range(n)]
+        jobs = [(tmp, seed, i, names, style, layout) for i in range(n)]
+        truth: dict[str, dict] = {}
         # in order: the annotation files keep the study order
-        for split, record, count, side, study_cases in map_ordered(_draw_and_write, jobs, workers):
+        for i, (split, record, count, side, study_cases, where) in enumerate(map_ordered(_draw_and_write, jobs,
+                                                                                          workers)):
             records[split].append(record)
+            if where is not None:
+                truth[f"{split}/study{i}"] = where
             images += count
             largest = max(largest, side)
             for c in study_cases:
@@ -107,6 +127,8 @@ def write_dataset(out: Path, n: int, seed: int, names: tuple[str, ...] = config.
             if recs:
                 write_json(tmp / f"{split}_annotation.json", recs)
         write_json(tmp / SYNTHETIC, {"style": style, "seed": seed, "studies": n, "cases": cases})
+        if truth:
+            write_json(tmp / SERIES_TRUTH, truth)
         size = sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file())
     return {"studies": n, "images": images, "bytes": size, **{k: len(v) for k, v in records.items()},
             "largest_matrix": largest, "cases": cases}
