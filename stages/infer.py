@@ -2,7 +2,8 @@
 
     python stages/infer.py PREPARED_DIR REGRESSOR_DIR HEATMAP_DIR OUT_DIR [--params params.yaml]
 
-Writes OUT_DIR/<split>.npz with rows (indices into the prepared data), coords_norm (N, K, 2) float32 and heatmaps
+Both networks see every image at the test-time zooms of infer.zooms (`Networks.outputs`). Writes OUT_DIR/<split>.npz
+with rows (indices into the prepared data), coords_norm (N, K, 2) float32 and heatmaps
 (N, K, H, W) float16 probabilities (K + 1 maps, the sacrum map last, from a U-Net trained with
 train_unet.sacrum_channel), and OUT_DIR/networks.json with the two models' metas (so the stages after this
 one link the training runs without loading torch).
@@ -33,7 +34,8 @@ def main() -> None:
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args()
 
-    base = load_params(args.params, ("base",))["base"]
+    params = load_params(args.params, ("base", "infer"))
+    base, zooms = params["base"], params["infer"].zooms
     data = load_prepared(args.prepared, base.landmarks)
     networks = Networks.load(Path(args.regressor_dir) / "model.pt", Path(args.heatmap_dir) / "model.pt")
     if networks.names != tuple(base.landmarks):
@@ -45,9 +47,10 @@ def main() -> None:
     with atomic_path(args.out, is_dir=True) as tmp:
         for split in ("val", "test"):
             rows = data.split_indices(split)
-            coords, heatmaps = networks.outputs(data.unet[rows], data.regressor[rows])
+            coords, heatmaps = networks.outputs(data.unet[rows], data.regressor[rows], zooms=zooms)
             np.savez(tmp / f"{split}.npz", rows=rows, coords_norm=coords, heatmaps=heatmaps)
-            print(f"{split}: {len(rows)} images -> coords {coords.shape}, heatmaps {heatmaps.shape}")
+            print(f"{split}: {len(rows)} images at zooms {list(zooms)} -> coords {coords.shape}, heatmaps "
+                  f"{heatmaps.shape}")
         write_json(tmp / "networks.json", {"train_xception": networks.meta["regressor"],
                                            "train_unet": networks.meta["heatmap"]})
 

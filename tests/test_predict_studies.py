@@ -38,7 +38,8 @@ class _CornerMark:
     names = tuple(LANDMARKS)
     hm_size = reg_size = 32
 
-    def outputs(self, hm_images: np.ndarray, reg_images: np.ndarray, batch_size: int = 8):
+    def outputs(self, hm_images: np.ndarray, reg_images: np.ndarray, batch_size: int = 8,
+                zooms: tuple[float, ...] = (1.0,)):
         n, k, s = len(hm_images), len(self.names), self.hm_size
         xy = np.stack([np.full(k, 0.5), np.linspace(0.1, 0.9, k)], axis=-1)  # (K, 2) normalized
         heatmaps = np.zeros((n, k, s, s), np.float16)

@@ -88,7 +88,7 @@ class LandmarkPredictor:
     """
 
     def __init__(self, networks: Networks, prepare: PrepareConfig, decoder: LandmarkDecoder,
-                 method: str | None = None):
+                 method: str | None = None, zooms: tuple[float, ...] = (1.0,)):
         method = method or decoder.best_method
         if method not in METHODS:
             raise ParamError(f"method {method!r}: must be one of {', '.join(METHODS)}")
@@ -97,6 +97,7 @@ class LandmarkPredictor:
         self.decoder = decoder
         self.method = method
         self.names = networks.names
+        self.zooms = tuple(zooms)  # infer.zooms: the test-time zooms (Networks.outputs)
         # one forward pass at a time: torch already spreads a batch over the cores (and the GPU's memory), and
         # `lmfusion predict --workers` calls from several threads
         self._forward = threading.Lock()
@@ -111,7 +112,7 @@ class LandmarkPredictor:
             heatmap.reference_size heatmap (scaled to the U-Net's as the evaluate stage scales fusion.sigma).
         """
         root = Path(root)
-        params = load_params(root / "params.yaml", ("prepare", "heatmap", "fusion"))
+        params = load_params(root / "params.yaml", ("prepare", "heatmap", "infer", "fusion"))
         missing = [str(root / p) for p in MODEL_FILES.values() if not (root / p).is_file()]
         if missing:
             raise DataError(f"{missing[0]}: model missing; train it first (dvc repro) or give another pipeline")
@@ -131,7 +132,7 @@ class LandmarkPredictor:
             sigma_hm = np.full(len(networks.names), px)
             decoder = (fitted.replace(sigma_hm=sigma_hm) if fitted is not None
                        else LandmarkDecoder(sigma_hm, fusion_cfg.min_product))
-        return cls(networks, params["prepare"], decoder, method)
+        return cls(networks, params["prepare"], decoder, method, params["infer"].zooms)
 
     @classmethod
     def from_mlflow(cls, uri: str, **kwargs: Any) -> LandmarkPredictor:
@@ -154,7 +155,8 @@ class LandmarkPredictor:
         return self.predict_batch([pixels], [spacing])[0]
 
     def predict_batch(self, pixels_list: Sequence[np.ndarray],
-                      spacings: Sequence[tuple[float, float] | None] | None = None) -> list[Prediction]:
+                      spacings: Sequence[tuple[float, float] | None] | None = None,
+                      zooms: tuple[float, ...] | None = None) -> list[Prediction]:
         """Landmarks of several 2-D grayscale images (any sizes and dtypes): the networks run on BATCH_SIZE images at
         a time and one decode takes them all.
 
@@ -162,6 +164,7 @@ class LandmarkPredictor:
             pixels_list: N (H, W) images.
             spacings: N (x, y) mm per pixel, None for an image without one (1.0 mm is assumed and flagged);
                 None: none known.
+            zooms: the test-time zooms; None: the pipeline's (infer.zooms), (1.0,): one plain pass.
         """
         images = [_checked(p) for p in pixels_list]
         if not images:
@@ -171,17 +174,18 @@ class LandmarkPredictor:
             raise DataError(f"{len(images)} images but {len(given)} spacings: give one spacing (or None) per image")
         spacing = np.array([s if s is not None else (1.0, 1.0) for s in given], np.float64)  # (N, 2)
         sizes = np.array([(p.shape[1], p.shape[0]) for p in images], np.float64)  # (N, 2) width, height
-        decoded = self.decoder.decode(*self._outputs(images), sizes, spacing)
+        decoded = self.decoder.decode(*self._outputs(images, self.zooms if zooms is None else zooms), sizes, spacing)
         return [self._prediction(decoded, n, (float(spacing[n, 0]), float(spacing[n, 1])), given[n] is not None)
                 for n in range(len(images))]
 
-    def _outputs(self, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """The networks' raw outputs (N, K, 2) and (N, K[+1], H, W), one forward pass per BATCH_SIZE images."""
+    def _outputs(self, images: list[np.ndarray], zooms: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """The networks' raw outputs (N, K, 2) and (N, K[+1], H, W), one forward pass per BATCH_SIZE images and
+        zoom."""
         coords, heatmaps = [], []
         for start in range(0, len(images), BATCH_SIZE):
             hm, reg = zip(*(self.preprocess(p) for p in images[start:start + BATCH_SIZE]))
             with self._forward:
-                c, h = self.networks.outputs(np.stack(hm), np.stack(reg), batch_size=BATCH_SIZE)
+                c, h = self.networks.outputs(np.stack(hm), np.stack(reg), batch_size=BATCH_SIZE, zooms=zooms)
             coords.append(c)
             heatmaps.append(h)
         return np.concatenate(coords), np.concatenate(heatmaps)

@@ -1,9 +1,10 @@
 """One study of `lmfusion predict`: its sagittal series, the slices tried, and the slice chosen by evidence.
 
 The series comes from `lmfusion.data.series.choose_series` (T2, then STIR, then T1). With the rule "evidence" every
-readable slice of the series' central band is decoded in one batch and the one with the best
-`lmfusion.decoding.evidence.slice_evidence` is kept (the middle slice on a tie or when no score is finite); with
-"middle" only the middle slice is. The record's `series` and `slice_choice` say what was chosen and why.
+readable slice of the series' central band is decoded in one batch (one plain pass, whatever infer.zooms says) and
+the slice at the peak of `lmfusion.decoding.evidence.slice_evidence` is kept (`peak_centre`; the middle slice when no
+score is finite), its landmarks at the pipeline's test-time zooms; with "middle" only the middle slice is decoded.
+The record's `series` and `slice_choice` say what was chosen and why.
 """
 
 from __future__ import annotations
@@ -73,18 +74,25 @@ def predict_study(folder: Path, instances: list[Instance], predictor: LandmarkPr
     slices, unreadable = _read_slices(series, indices)
     if not slices:
         raise DataError(f"{folder}: no usable slice of series '{series.description}': {unreadable[0]}")
-    predictions = predictor.predict_batch([s.pixels for s in slices], [s.geometry.spacing for s in slices])
-    scores = [slice_evidence(p) for p in predictions]
     nearest_middle = int(np.argmin([abs(s.index - series.middle) for s in slices]))
-    pick = (peak_centre([s.index for s in slices], scores, nearest_middle) if rule == "evidence"
-            else nearest_middle)
+    pick, found = nearest_middle, None
+    if len(slices) > 1:  # the band's evidence from one plain pass each
+        found = predictor.predict_batch([s.pixels for s in slices], [s.geometry.spacing for s in slices], (1.0,))
+        scores = [slice_evidence(p) for p in found]
+        pick = peak_centre([s.index for s in slices], scores, nearest_middle)
     chosen = slices[pick]
+    if found is not None and predictor.zooms == (1.0,):
+        prediction = found[pick]
+    else:  # the chosen slice at the pipeline's test-time zooms (infer.zooms)
+        prediction = predictor.predict(chosen.pixels, chosen.geometry.spacing)
+    if found is None:
+        scores = [slice_evidence(prediction)]
     middle = series.instances[series.middle]
     info = {"chosen_file": str(chosen.path), "series": {**series.to_dict(), "skipped": skipped_series},
             "slice_choice": {"rule": rule, "chosen_instance": chosen.geometry.instance_number,
                              "middle_instance": _instance_number(middle),
                              "tried": _tried(series, slices, scores), "skipped": unreadable}}
-    return StudyResult(chosen, predictions[pick], info)
+    return StudyResult(chosen, prediction, info)
 
 
 def _instance_number(instance: Instance) -> int | None:

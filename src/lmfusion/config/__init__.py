@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from lmfusion.config.sections import (LANDMARKS, PRETRAINED, AugmentConfig, BaseConfig, DataConfig, HeatmapConfig,
-                                      PrepareConfig)
+                                      InferConfig, PrepareConfig)
 from lmfusion.config.training import (PretrainConfig, PretrainUnetConfig, PretrainXceptionConfig, TrainConfig,
                                       UnetConfig, XceptionConfig)
 from lmfusion.errors import ParamError
@@ -35,6 +35,7 @@ _EAGER: dict[str, type] = {
     "augment": AugmentConfig,
     "train_xception": XceptionConfig,
     "train_unet": UnetConfig,
+    "infer": InferConfig,
     "pretrain": PretrainConfig,
     "pretrain_xception": PretrainXceptionConfig,
     "pretrain_unet": PretrainUnetConfig,
@@ -42,8 +43,8 @@ _EAGER: dict[str, type] = {
 # lmfusion.config.decoding's sections: imported when one is read, so the stages that read none (the trainings) do not
 # depend on that module, and a decoding param added there reruns only the stages that read it (evaluate, report)
 _DECODING = {"fusion": "FusionConfig", "chain": "ChainConfig", "evaluate": "EvaluateConfig", "report": "ReportConfig"}
-SECTION_NAMES = ("base", "data", "prepare", "heatmap", "augment", "train_xception", "train_unet", "fusion", "chain",
-                 "evaluate", "report", "pretrain", "pretrain_xception", "pretrain_unet")
+SECTION_NAMES = ("base", "data", "prepare", "heatmap", "augment", "train_xception", "train_unet", "infer", "fusion",
+                 "chain", "evaluate", "report", "pretrain", "pretrain_xception", "pretrain_unet")
 
 
 def section_class(name: str) -> type:

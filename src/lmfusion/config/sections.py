@@ -77,6 +77,18 @@ class HeatmapConfig:
 
 
 @dataclass(frozen=True)
+class InferConfig:
+    # test-time zooms: both networks also see the input zoomed about its centre by each factor; their outputs are
+    # mapped back and averaged (a zoomed-in view's heatmaps only where it sees). (1.0,): one plain pass
+    zooms: tuple[float, ...] = (1.0,)
+
+    def validate(self, s: str) -> None:
+        _check(len(self.zooms) >= 1 and all(0.5 <= z <= 2.0 for z in self.zooms) and len(set(self.zooms)) ==
+               len(self.zooms), f"{s}.zooms", "distinct factors in 0.5..2.0 (1.0 alone: no test-time zoom)",
+               list(self.zooms))
+
+
+@dataclass(frozen=True)
 class AugmentConfig:
     translate: bool = True
     rotate: bool = True

@@ -49,18 +49,50 @@ class Networks:
         return cls(regressor, unet, meta_reg, meta_hm, device)
 
     @torch.no_grad()
-    def outputs(self, hm_images: np.ndarray, reg_images: np.ndarray, batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    def outputs(self, hm_images: np.ndarray, reg_images: np.ndarray, batch_size: int = 8,
+                zooms: tuple[float, ...] = (1.0,)) -> tuple[np.ndarray, np.ndarray]:
         """Raw outputs for preprocessed uint8 images (N, S_u, S_u) and (N, S_r, S_r).
 
         Returns coords_norm (N, K, 2) float32 and heatmaps (N, K, H, W) float16 probabilities (sigmoid), (N, K + 1,
         H, W) with the sacrum map last where the U-Net was trained with one (train_unet.sacrum_channel); float16 is
-        the outputs' one precision, so cached and fresh outputs decode identically.
+        the outputs' one precision, so cached and fresh outputs decode identically. `zooms` (infer.zooms): the
+        networks also see each batch zoomed about its centre by every factor; coordinates and maps are mapped back
+        and averaged, a zoomed-in view's maps only where it sees. (1.0,) is one plain pass.
         """
         coords, heatmaps = [], []
         for i in range(0, len(hm_images), batch_size):
             x_reg = to_input(reg_images[i:i + batch_size]).to(self.device)  # (n, 1, S_r, S_r)
             x_hm = to_input(hm_images[i:i + batch_size]).to(self.device)  # (n, 1, S_u, S_u)
-            coords.append(self.regressor(x_reg).float().cpu().numpy())  # (n, K, 2)
-            logits = self.unet(x_hm)[:, :len(self.names) + 1]  # the K maps, and the sacrum map if trained
-            heatmaps.append(torch.sigmoid(logits.float()).cpu().numpy().astype(np.float16))
+            c_sum = h_sum = seen = 0.0
+            for z in zooms:
+                c = self.regressor(_zoom(x_reg, z)).float()  # (n, K, 2) normalized, about the centre 0.5
+                logits = self.unet(_zoom(x_hm, z))[:, :len(self.names) + 1]  # the K maps, and the sacrum map
+                maps, where = _unzoom(torch.sigmoid(logits.float()), z)
+                c_sum, h_sum, seen = c_sum + (c if z == 1.0 else 0.5 + (c - 0.5) / z), h_sum + maps, seen + where
+            if len(zooms) > 1:
+                c_sum, h_sum = c_sum / len(zooms), h_sum / seen
+            coords.append(c_sum.cpu().numpy())
+            heatmaps.append(h_sum.cpu().numpy().astype(np.float16))
         return np.concatenate(coords).astype(np.float32), np.concatenate(heatmaps)
+
+
+def _affine(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """`x` (n, c, H, W) resampled (bilinear, zeros outside) so that the output at centred coordinate u shows the input
+    at u * scale: scale < 1 enlarges about the centre, > 1 shrinks."""
+    theta = torch.tensor([[scale, 0.0, 0.0], [0.0, scale, 0.0]], dtype=x.dtype, device=x.device)
+    grid = torch.nn.functional.affine_grid(theta.expand(len(x), 2, 3), list(x.shape), align_corners=True)
+    return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+
+
+def _zoom(x: torch.Tensor, z: float) -> torch.Tensor:
+    """The network input zoomed by `z` about its centre (in -1..1, so the border pads with -1: black)."""
+    return x if z == 1.0 else _affine(x + 1.0, 1.0 / z) - 1.0
+
+
+def _unzoom(maps: torch.Tensor, z: float) -> tuple[torch.Tensor, torch.Tensor | float]:
+    """A zoomed view's maps back on the unzoomed grid, and where they see (1 inside the view, 0 outside)."""
+    if z == 1.0:
+        return maps, 1.0
+    back = _affine(maps, z)
+    where = _affine(torch.ones_like(maps[:, :1]), z).clamp(0, 1)
+    return back, where
