@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from lmfusion.config import AugmentConfig
-from lmfusion.data.augment import IDENTITY, apply_affine, augment, draw_affine, random_affine
+from lmfusion.data.augment import IDENTITY, apply_affine, augment, draw_affine, random_affine, vary_intensity
 from lmfusion.data.datasets import HeatmapDataset, RegressorDataset
 from lmfusion.heatmaps import encode
 from lmfusion.nets.infer import to_input
@@ -79,7 +79,7 @@ def test_uint8_image_and_landmarks_move_together():
     size = 64
     xy = np.array([[22.0, 20.0], [40.0, 42.0]])
     image = (encode(xy, size, size, 1.5).max(0) * 255).astype(np.uint8)
-    out, moved, fell_back = augment(image, xy, AugmentConfig(), np.random.default_rng(5))
+    out, moved, fell_back = augment(image, xy, AugmentConfig(intensity=False), np.random.default_rng(5))
     assert out.dtype == np.uint8 and out.shape == image.shape and not fell_back
     for p in moved:  # the brightest pixel near each moved landmark is within a pixel of it
         x0, y0 = np.floor(p).astype(int) - 2
@@ -91,7 +91,8 @@ def test_uint8_image_and_landmarks_move_together():
 def test_fallback_to_identity_when_landmarks_would_leave():
     size = 32
     corners = np.array([[0.0, 0.0], [31.0, 0.0], [0.0, 31.0], [31.0, 31.0]])
-    cfg = AugmentConfig(translate=False, rotate=False, scale=True, scale_range=(1.1, 1.2), max_tries=3)
+    cfg = AugmentConfig(translate=False, rotate=False, scale=True, scale_range=(1.1, 1.2), max_tries=3,
+                        intensity=False)
     image = np.arange(size * size, dtype=np.uint8).reshape(size, size)
     out, moved, fell_back = augment(image, corners, cfg, np.random.default_rng(0))
     assert fell_back
@@ -154,3 +155,17 @@ def test_heatmap_dataset_targets():
     _, moved, _ = augment(images[0], xy[0], AugmentConfig(), rng)
     np.testing.assert_allclose(t.numpy(), encode(moved, size, size, sigma), atol=1e-6)
     assert t.max() <= 1.0 and not fell_back
+
+
+def test_intensity_variation_only_when_asked_and_it_keeps_the_landmarks() -> None:
+    image = np.tile(np.linspace(0, 255, 64, dtype=np.float32), (64, 1)).astype(np.uint8)
+    xy = np.array([[20.0, 30.0], [40.0, 35.0]])
+    plain, varied = AugmentConfig(intensity=False), AugmentConfig(intensity=True, blur_sigma=8.0)
+    a = augment(image, xy, plain, np.random.default_rng(3))
+    b = augment(image, xy, varied, np.random.default_rng(3))
+    np.testing.assert_array_equal(a[1], b[1])  # the same geometric draw: the intensity draws come after it
+    assert a[2] == b[2] and b[0].dtype == np.uint8 and b[0].shape == image.shape
+    assert not np.array_equal(a[0], b[0])
+    # a gamma of exactly 1 without blur or noise leaves the image as it was
+    same = AugmentConfig(intensity=True, gamma_range=(1.0, 1.0), blur_sigma=0.0, noise_std=0.0)
+    np.testing.assert_array_equal(vary_intensity(image, same, np.random.default_rng(0)), image)

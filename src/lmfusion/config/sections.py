@@ -99,6 +99,10 @@ class AugmentConfig:
     scale_range: tuple[float, float] = (0.7, 1.3)
     reference_size: int = 512
     max_tries: int = 10  # redraws when a landmark would leave the image, then identity
+    intensity: bool = True  # also a random gamma, blur and noise per sample (data/augment.py)
+    gamma_range: tuple[float, float] = (0.6, 1.6)  # the gamma drawn log-uniformly in it
+    blur_sigma: float = 2.0  # max Gaussian blur sigma in px at reference_size
+    noise_std: float = 0.04  # max Gaussian noise, a fraction of the full intensity range
 
     def validate(self, s: str) -> None:
         _check(self.translate_x >= 0, f"{s}.translate_x", ">= 0", self.translate_x)
@@ -108,3 +112,7 @@ class AugmentConfig:
         _check(0 < lo <= hi, f"{s}.scale_range", "two numbers 0 < low <= high", list(self.scale_range))
         _check(self.reference_size >= 1, f"{s}.reference_size", ">= 1", self.reference_size)
         _check(self.max_tries >= 1, f"{s}.max_tries", ">= 1", self.max_tries)
+        g_lo, g_hi = self.gamma_range
+        _check(0 < g_lo <= g_hi, f"{s}.gamma_range", "two numbers 0 < low <= high", list(self.gamma_range))
+        _check(self.blur_sigma >= 0, f"{s}.blur_sigma", ">= 0 px", self.blur_sigma)
+        _check(0 <= self.noise_std <= 1, f"{s}.noise_std", "in 0..1", self.noise_std)

@@ -1,4 +1,5 @@
-"""On-the-fly geometric augmentation (the paper's): random translation, rotation and scale, with OpenCV.
+"""On-the-fly augmentation: the paper's geometric one (random translation, rotation and scale, with OpenCV) and,
+with augment.intensity, a random gamma, blur and noise.
 
 Legend: N images, K landmarks, S image side. Landmarks are (K, 2) (x, y) pixel coordinates with pixel centres at
 integers, which is the convention of `cv2.warpAffine`: a matrix M moves the content at p to M @ [p, 1].
@@ -83,6 +84,22 @@ def augment(image: np.ndarray, xy: np.ndarray, cfg: AugmentConfig, rng: np.rando
     landmarks, fell_back."""
     m, fell_back = draw_affine(rng, xy, image.shape[-1], cfg, required)
     if fell_back:
-        return image, np.asarray(xy, dtype=np.float64), True
-    warped, moved = apply_affine(image, xy, m)
-    return warped, moved, False
+        warped, moved = image, np.asarray(xy, dtype=np.float64)
+    else:
+        warped, moved = apply_affine(image, xy, m)
+    if cfg.intensity:
+        warped = vary_intensity(warped, cfg, rng)
+    return warped, moved, fell_back
+
+
+def vary_intensity(image: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    """A uint8 image (S, S) with a random gamma (log-uniform in gamma_range), Gaussian blur (sigma up to blur_sigma
+    px at reference_size) and Gaussian noise (up to noise_std of the range): the contrast, sharpness and noise of
+    scanners the synthetic data does not draw."""
+    lo, hi = cfg.gamma_range
+    x = (image.astype(np.float32) / 255.0) ** np.float32(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+    sigma = rng.uniform(0.0, cfg.blur_sigma) * image.shape[-1] / cfg.reference_size
+    if sigma >= 0.3:
+        x = cv2.GaussianBlur(x, (0, 0), sigma)
+    x = x + rng.normal(0.0, rng.uniform(0.0, cfg.noise_std), x.shape).astype(np.float32)
+    return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)

@@ -5,7 +5,7 @@ probability at the chosen landmarks. It rises towards the spine's mid-plane and 
 of it (the slices there look alike), so `peak_centre` does not take the single best slice but the centre of the
 peak: the slices around the best one scoring at least PEAK_LEVEL of it, weighted by how far they rise above that
 level. On synthetic series with the mid-plane up to a third of the series off the middle, the best slice lands
-within one slice of the mid-plane in about 3 studies of 4, the peak's centre in 195 of 200 (docs/predict.md).
+within one slice of the mid-plane in about 3 studies of 4, the peak's centre in 194 of 200 (docs/predict.md).
 """
 
 from __future__ import annotations
