@@ -66,8 +66,9 @@ class SeriesLayout:
 
     @property
     def middle(self) -> int:
-        """The series' middle slice (0-based, in instance order): the lower one of an even series' two."""
-        return (self.slices - 1) // 2 if self.slices % 2 else self.slices // 2
+        """The series' middle slice (0-based, in instance order; of an even count the later of the two), as
+        `lmfusion predict` counts it (lmfusion.data.series.Series.middle)."""
+        return self.slices // 2
 
     def draw_mid_plane(self, rng: np.random.Generator) -> int:
         """The slice (0-based) through the spine's mid-plane; nothing is drawn without an offset."""
