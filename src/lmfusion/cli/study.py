@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lmfusion.data.dicom import read_dicom
-from lmfusion.data.patient import SliceGeometry, slice_geometry
+from lmfusion.data.patient import SliceGeometry, instance_number, slice_geometry
 from lmfusion.data.series import Instance, Series, choose_series
 from lmfusion.decoding.evidence import peak_centre, slice_evidence
 from lmfusion.errors import DataError, ParamError
@@ -90,14 +90,9 @@ def predict_study(folder: Path, instances: list[Instance], predictor: LandmarkPr
     middle = series.instances[series.middle]
     info = {"chosen_file": str(chosen.path), "series": {**series.to_dict(), "skipped": skipped_series},
             "slice_choice": {"rule": rule, "chosen_instance": chosen.geometry.instance_number,
-                             "middle_instance": _instance_number(middle),
+                             "middle_instance": instance_number(middle.header),
                              "tried": _tried(series, slices, scores), "skipped": unreadable}}
     return StudyResult(chosen, prediction, info)
-
-
-def _instance_number(instance: Instance) -> int | None:
-    number = getattr(instance.header, "InstanceNumber", None)
-    return None if number in (None, "") else int(number)
 
 
 __all__ = ["SLICE_CHOICES", "Slice", "StudyResult", "predict_study"]

@@ -96,8 +96,12 @@ def slice_geometry(ds: Any, path: str | os.PathLike) -> SliceGeometry:
         value = getattr(ds, tag, None)
         return None if value in (None, "") else str(value)
 
-    number = getattr(ds, "InstanceNumber", None)
     return SliceGeometry(position=position, orientation=orientation, spacing=(ps[1], ps[0]),
                          sop_instance_uid=text("SOPInstanceUID"), series_instance_uid=text("SeriesInstanceUID"),
-                         study_instance_uid=text("StudyInstanceUID"),
-                         instance_number=None if number in (None, "") else int(number))
+                         study_instance_uid=text("StudyInstanceUID"), instance_number=instance_number(ds))
+
+
+def instance_number(ds: Any) -> int | None:
+    """A header's InstanceNumber, None where it is absent or empty."""
+    number = getattr(ds, "InstanceNumber", None)
+    return None if number in (None, "") else int(number)
