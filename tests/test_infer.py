@@ -66,3 +66,13 @@ def test_a_zoomed_in_view_counts_only_where_it_sees() -> None:
     plain = net.outputs(image, image)[1].astype(np.float32)
     zoomed = net.outputs(image, image, zooms=(1.0, 1.25))[1].astype(np.float32)
     assert abs(zoomed[0, 0, 3, 3] - plain[0, 0, 3, 3]) < 0.02
+
+
+@pytest.mark.parametrize("zooms", [(1.1, 1.25), (1.25,)])
+def test_zoomed_in_views_alone_leave_what_none_sees_at_zero(zooms) -> None:
+    # no plain view: the corners are outside every view, so nothing there (not 0 / 0), the centre as the plain pass
+    net, image = _networks(), _spot(0.5, 0.5)
+    plain = net.outputs(image, image)[1].astype(np.float32)
+    maps = net.outputs(image, image, zooms=zooms)[1].astype(np.float32)
+    assert np.isfinite(maps).all() and maps[0, 0, 0, 0] == 0.0
+    np.testing.assert_allclose(maps[0, 0, 32, 32], plain[0, 0, 32, 32], atol=0.02)

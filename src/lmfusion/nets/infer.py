@@ -69,10 +69,10 @@ class Networks:
                 logits = self.unet(_zoom(x_hm, z))[:, :len(self.names) + 1]  # the K maps, and the sacrum map
                 maps, where = _unzoom(torch.sigmoid(logits.float()), z)
                 c_sum, h_sum, seen = c_sum + (c if z == 1.0 else 0.5 + (c - 0.5) / z), h_sum + maps, seen + where
-            if len(zooms) > 1:
-                c_sum, h_sum = c_sum / len(zooms), h_sum / seen
-            coords.append(c_sum.cpu().numpy())
-            heatmaps.append(h_sum.cpu().numpy().astype(np.float16))
+            # the average over the views that see each pixel (one plain view: division by 1, exact); a pixel no view
+            # sees (only zoomed-in views were asked for) keeps probability 0
+            coords.append((c_sum / len(zooms)).cpu().numpy())
+            heatmaps.append((h_sum / torch.as_tensor(seen).clamp(min=1e-6)).cpu().numpy().astype(np.float16))
         return np.concatenate(coords).astype(np.float32), np.concatenate(heatmaps)
 
 
