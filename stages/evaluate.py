@@ -58,6 +58,7 @@ def main() -> None:
     end = decoder.end_threshold
     results["level_flag"] = {"margin_threshold": round(decoder.margin_threshold, 4),
                              "end_threshold": None if end is None else round(end, 4),
+                             "check_weight": decoder.check_weight,
                              "val": flag_summary(decoded_val, val), "test": flag_summary(decoded, test)}
     sigma_json = decoder.to_dict()["sigma_hm"]
     results["fusion_sigma_hm"] = [round(s, 4) if isinstance(s, float) else s for s in sigma_json]

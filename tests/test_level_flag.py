@@ -175,3 +175,36 @@ def test_a_flag_fitted_against_wrong_val_studies_keeps_within_its_budget() -> No
     odd = np.array([True, False, False, False, False, True])
     expected = np.quantile([1.0, 2.0, 3.0, 4.0], 0.25)
     assert fit_flag_threshold(high, odd, rate=0.25, budget=0.15) == pytest.approx(expected)
+
+
+def test_level_offset_counts_whole_levels_between_two_chains() -> None:
+    spine = _spine(3, seed=4, jitter=0.0).astype(np.float64)  # (3, K + 2, 2): [:, 2:] the landmarks
+    truth = spine[:, 2:]
+    high = spine[:, :K]  # every landmark on the same kind one level up
+    near = truth + np.array([1.5, -2.0])  # a few px off, the same level
+    np.testing.assert_array_equal(chain.level_offset(truth, truth), [0, 0, 0])
+    np.testing.assert_array_equal(chain.level_offset(truth, high), [1, 1, 1])  # truth sits a level below
+    np.testing.assert_array_equal(chain.level_offset(high, truth), [-1, -1, -1])
+    np.testing.assert_array_equal(chain.level_offset(near, truth), [0, 0, 0])
+
+
+def test_the_level_check_flags_an_answer_a_level_away_and_is_kept_in_the_decoder_file(
+        tmp_path: Path, model: chain.ChainModel) -> None:
+    decoder = _decoder(model, check_weight=1.0)  # the check: the chain's own weights, so it agrees
+    spine = _spine(4, seed=5)
+    out = _decode(decoder, spine[:, 2:], spine[:, 2:].astype(np.float64))
+    np.testing.assert_array_equal(out.level_check, np.zeros(4))
+    assert not out.level_uncertain.any()
+    np.testing.assert_array_equal(decoder.flag(np.full(4, np.inf), np.zeros(4), np.array([0.0, 1.0, -1.0, np.nan])),
+                                  [False, True, True, False])
+    assert np.isnan(_decode(decoder.replace(check_weight=None), spine[:, 2:], spine[:, 2:]).level_check).all()
+    write_json(tmp_path / DECODER_FILE, decoder.to_dict())
+    assert LandmarkDecoder.load(tmp_path).check_weight == 1.0
+    old = {k: v for k, v in decoder.to_dict().items() if k != "check_weight"}  # written before the level check
+    write_json(tmp_path / DECODER_FILE, old)
+    assert LandmarkDecoder.load(tmp_path).check_weight is None
+    with pytest.raises(ParamError, match="chain.check_weight"):
+        parse_section("chain", {"check_weight": -1.0})
+    assert parse_section("chain", {"check_weight": None}).check_weight is None
+    with pytest.raises(DataError, match="check_weight"):
+        decoder.replace(check_weight=float("inf"))

@@ -59,15 +59,19 @@ def flag_summary(decoded: Decoded, split: SplitOutputs) -> dict:
     caught, right studies flagged."""
     wrong = metrics.wrong_level_studies(decoded.xy["chain"], split.truth, split.spacing)  # (N,)
     rates = metrics.flag_rates(decoded.level_uncertain, wrong)
+    check = decoded.level_check if decoded.level_check is not None else np.full(len(wrong), np.nan)
     return {"wrong_level_studies": int(wrong.sum()), "flagged": int(decoded.level_uncertain.sum()),
+            "check_disagrees": int((np.abs(np.nan_to_num(check)) >= 0.5).sum()),
             **{k: (round(v, 4) if v is not None and np.isfinite(v) else None) for k, v in rates.items()}}
 
 
 def study_table(decoded: Decoded, split: SplitOutputs, studies: np.ndarray, radius: float) -> pd.DataFrame:
-    """One row per study: its chain margin and end fit, the flag, and per method the largest error (mm) and the level
+    """One row per study: its chain margin, end fit and level check, the flag, and per method the largest error (mm) and the level
     shift."""
     table = pd.DataFrame({"study": studies, "margin": np.round(decoded.margin, 4),
                           "end_fit": np.round(decoded.end_fit, 4), "level_uncertain": decoded.level_uncertain})
+    if decoded.level_check is not None:
+        table.insert(3, "level_check", decoded.level_check)
     for m in METHODS:
         err = metrics.radial_errors(decoded.xy[m], split.truth, split.spacing)  # (N, K)
         table[f"{m}_max_mm"] = np.round(err.max(axis=1), 3) if err.size else []

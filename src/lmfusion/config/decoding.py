@@ -66,6 +66,9 @@ class ChainConfig:
     # beyond the chain's end), every chain's, not fitted (0: off)
     end_check: float = 1.0
     end_radius: float = 3.0  # px at heatmap.reference_size: the end check reads the map's maximum this near its point
+    # the level check: the chain decoded again with this pairwise weight (a strong shape prior, no regressor prior);
+    # a study whose answer sits a level away from it is flagged level_uncertain too (null: no check)
+    check_weight: Union[float, None] = 0.5
 
     def validate(self, s: str) -> None:
         for k in ("prior_weight", "pairwise_weight", "margin_threshold"):
@@ -82,6 +85,8 @@ class ChainConfig:
                self.lend_penalty)
         _check(self.rival_sep > 0, f"{s}.rival_sep", "> 0 px", self.rival_sep)
         _check(0 <= self.end_check <= 1e3, f"{s}.end_check", "a number >= 0 (0: off)", self.end_check)
+        _check(self.check_weight is None or 0 <= self.check_weight <= 1e3, f"{s}.check_weight",
+               "null or a number >= 0", self.check_weight)
         _check(self.end_radius >= 0, f"{s}.end_radius", ">= 0 px (0: the point itself)", self.end_radius)
         _check(self.end_threshold in ("auto", None) or self.end_threshold <= 0, f"{s}.end_threshold",
                "'auto', null or a number <= 0 (an end fit is never above 0)", self.end_threshold)

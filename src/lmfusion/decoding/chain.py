@@ -176,9 +176,10 @@ def solve(nodes: Nodes, settings: ChainSettings, margin: bool = True) -> ChainRe
 
 def decode(heatmaps: np.ndarray, xy_reg_hm: np.ndarray, mm_per_hm_px: np.ndarray, sigma_hm: np.ndarray,
            model: ChainModel, settings: ChainSettings, min_product: float,
-           reliability: np.ndarray | None = None, anchor: np.ndarray | None = None) -> ChainResult:
+           reliability: np.ndarray | None = None, anchor: np.ndarray | None = None, margin: bool = True
+           ) -> ChainResult:
     """The joint DP's landmarks of every study, with its score and margin (`settings.mode` is the decoder's: the
-    margin and the wrong-level flag come from the DP whichever answer the decoder gives).
+    margin and the wrong-level flag come from the DP whichever answer the decoder gives; margin=False skips it).
 
     Args:
         heatmaps: (N, K, H, W) probabilities, float16 or float32.
@@ -190,7 +191,20 @@ def decode(heatmaps: np.ndarray, xy_reg_hm: np.ndarray, mm_per_hm_px: np.ndarray
     """
     inputs = check_inputs(heatmaps, xy_reg_hm, mm_per_hm_px, sigma_hm, model)
     scan = scan_peaks(inputs.heatmaps, inputs.xy_reg, settings.n_candidates, min_product)
-    return solve(prepare(inputs, scan, settings, min_product, reliability, anchor), settings)
+    return solve(prepare(inputs, scan, settings, min_product, reliability, anchor), settings, margin)
+
+
+def level_offset(xy: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """(N,) how many levels (N, K, 2) landmarks `xy` sit below `other` (negative: above): for each landmark, which
+    of other's same-kind landmarks k - 2, k, k + 2 (landmarks alternate disc and body) lies nearest, as -1, 0 or
+    +1; the median over the K landmarks."""
+    xy, other = np.asarray(xy, np.float64), np.asarray(other, np.float64)
+    k = xy.shape[1]
+    dist = np.full((3,) + xy.shape[:2], np.inf)  # (3, N, K): other's landmark k - 2, k, k + 2
+    for i, step in enumerate((-2, 0, 2)):
+        lo, hi = max(0, -step), min(k, k - step)
+        dist[i, :, lo:hi] = np.linalg.norm(xy[:, lo:hi] - other[:, lo + step:hi + step], axis=-1)
+    return np.median(dist.argmin(0) - 1, axis=1)
 
 
 def unary_scores(c: Candidates, xy_reg: np.ndarray, sigma: np.ndarray, prior_weight: float,

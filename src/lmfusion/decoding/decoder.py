@@ -49,19 +49,23 @@ class Decoded:
     fallback: np.ndarray  # (N, K) True where the fused product was ~0 and the regressed point was kept
     margin: np.ndarray  # (N,) chain score minus its best rival sharing no position (NaN without a chain model)
     end_fit: np.ndarray  # (N,) the chain's score over the steps at its end (NaN without a chain model)
-    level_uncertain: np.ndarray  # (N,) bool: margin or end fit below the decoder's threshold (`LandmarkDecoder.flag`)
+    level_uncertain: np.ndarray  # (N,) bool: margin or end fit below the decoder's threshold, or the level check
+    # disagreeing (`LandmarkDecoder.flag`)
     prior_used: np.ndarray  # (N, K) bool: where "gated" took the fused landmark (the heatmap was ambiguous)
+    level_check: np.ndarray | None = None  # (N,) levels the check chain sits below the answer (NaN: no check)
 
 
 @dataclass(frozen=True)
 class HeatmapDecoded:
-    """Every method's landmarks in heatmap pixels, (N, K, 2) each, and the chain's margin and end fit (N,)."""
+    """Every method's landmarks in heatmap pixels, (N, K, 2) each, and the chain's margin, end fit and level check
+    (N,)."""
 
     xy: dict[str, np.ndarray]
     fallback: np.ndarray  # (N, K) bool
     margin: np.ndarray  # (N,)
     end_fit: np.ndarray  # (N,)
     prior_used: np.ndarray  # (N, K) bool
+    level_check: np.ndarray  # (N,) NaN without a check
 
     @property
     def fallbacks(self) -> int:
@@ -81,6 +85,9 @@ class LandmarkDecoder:
         margin_threshold: a study whose chain margin is below it is flagged level_uncertain (0: never).
         end_threshold: a study whose chain end fit (lmfusion.decoding.chain.end_fit) is below it is flagged
             level_uncertain too; None: never (a decoder file of before the end fit).
+        check_weight: the level check: the chain decoded again with this pairwise weight, a strong shape prior (no
+            regressor prior, no trusted regressed point); a study whose "chain" answer sits a level away from it is
+            flagged level_uncertain too. None: no check (a decoder file of before it).
         best_method: the method that was best on the validation split (what `lmfusion predict` uses by default).
         gate_ratio: "gated" takes the fused landmark where the heatmap is ambiguous, its strongest rival peak (at
             least gate_sep heatmap px from the top one) at least gate_ratio x the top peak, else the argmax
@@ -100,6 +107,7 @@ class LandmarkDecoder:
     gate_sep: float | None = None
     reliability: np.ndarray | None = None  # (K,) the regressor's share of val landmarks within the target radius
     end_threshold: float | None = None
+    check_weight: float | None = None
 
     def __post_init__(self) -> None:
         if self.chain_model is not None and self.chain is None:
@@ -107,6 +115,8 @@ class LandmarkDecoder:
         if 0 < self.gate_ratio < np.inf and not (self.gate_sep is not None and self.gate_sep > 0):
             raise DataError(f"decoder: gate ratio {self.gate_ratio:g} needs a gate_sep > 0 heatmap px, "
                             f"got {self.gate_sep}")
+        if self.check_weight is not None and not (np.isfinite(self.check_weight) and self.check_weight >= 0):
+            raise DataError(f"decoder: check_weight must be null or a finite number >= 0, got {self.check_weight}")
 
     def decode(self, coords_norm: np.ndarray, heatmaps: np.ndarray, sizes: np.ndarray,
                spacing: np.ndarray | None = None, anchor: np.ndarray | None = None) -> Decoded:
@@ -131,12 +141,15 @@ class LandmarkDecoder:
         xy = {m: rescale(in_hm.xy[m], src, dst) for m in METHODS}
         scores = {m: peaks.values_at(heatmaps, in_hm.xy[m]) for m in METHODS}
         return Decoded(xy=xy, scores=scores, fallback=in_hm.fallback, margin=in_hm.margin, end_fit=in_hm.end_fit,
-                       level_uncertain=self.flag(in_hm.margin, in_hm.end_fit), prior_used=in_hm.prior_used)
+                       level_uncertain=self.flag(in_hm.margin, in_hm.end_fit, in_hm.level_check),
+                       prior_used=in_hm.prior_used, level_check=in_hm.level_check)
 
-    def flag(self, margin: np.ndarray, end_fit: np.ndarray) -> np.ndarray:
-        """(N,) level_uncertain: the chain's margin or its end fit, (N,) each, below the decoder's threshold."""
+    def flag(self, margin: np.ndarray, end_fit: np.ndarray, level_check: np.ndarray | None = None) -> np.ndarray:
+        """(N,) level_uncertain: the chain's margin or its end fit, (N,) each, below the decoder's threshold, or the
+        level check (N,) a level or more away (NaN: no check)."""
         low_end = end_fit < self.end_threshold if self.end_threshold is not None else False
-        return np.asarray(margin < self.margin_threshold) | low_end
+        off = np.abs(np.nan_to_num(level_check)) >= 0.5 if level_check is not None else False
+        return np.asarray(margin < self.margin_threshold) | low_end | off
 
     def decode_hm(self, heatmaps: np.ndarray, xy_reg_hm: np.ndarray, mm_per_hm_px: np.ndarray | None = None,
                   anchor: np.ndarray | None = None) -> HeatmapDecoded:
@@ -165,7 +178,7 @@ class LandmarkDecoder:
             prior_used[sl] = self.gate(hm)
         for sub in ("", "_subpixel"):
             xy["gated" + sub] = np.where(prior_used[..., None], xy["fused" + sub], xy["argmax" + sub])
-        margin, end = np.full(n, np.nan), np.full(n, np.nan)
+        margin, end, check = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
         if self.chain_model is not None:
             mm = np.ones((n, 2)) if mm_per_hm_px is None else mm_per_hm_px
             res = chain.decode(heatmaps, xy_reg_hm, mm, sigma, self.chain_model, self.chain, self.min_product,
@@ -177,7 +190,14 @@ class LandmarkDecoder:
             xy["chain"], xy["chain_subpixel"] = xy["argmax"], xy["argmax_subpixel"]
         else:
             xy["chain"], xy["chain_subpixel"] = res.xy_hm, res.xy_sub_hm
-        return HeatmapDecoded(xy=xy, fallback=fallback, margin=margin, end_fit=end, prior_used=prior_used)
+        if self.chain_model is not None and self.check_weight is not None:
+            strict = dataclasses.replace(self.chain, mode="chain", prior_weight=0.0, trust_regressor=False,
+                                         pairwise_weight=self.check_weight)
+            other = chain.decode(heatmaps, xy_reg_hm, mm, sigma, self.chain_model, strict, self.min_product,
+                                 self.reliability, anchor, margin=False)
+            check = chain.level_offset(other.xy_hm, xy["chain"])
+        return HeatmapDecoded(xy=xy, fallback=fallback, margin=margin, end_fit=end, prior_used=prior_used,
+                              level_check=check)
 
     def gate(self, hm: np.ndarray) -> np.ndarray:
         """(S, K) where "gated" uses the fusion prior on (S, K, H, W) float32 maps: an ambiguous heatmap."""
@@ -197,7 +217,8 @@ class LandmarkDecoder:
                 "best_method": self.best_method, "gate_ratio": sigma_to_json([self.gate_ratio])[0],
                 "gate_sep": self.gate_sep,
                 "reliability": None if self.reliability is None else [float(r) for r in self.reliability],
-                "end_threshold": None if self.end_threshold is None else float(self.end_threshold)}
+                "end_threshold": None if self.end_threshold is None else float(self.end_threshold),
+                "check_weight": self.check_weight}
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> LandmarkDecoder:
@@ -216,7 +237,8 @@ class LandmarkDecoder:
                    best_method=raw.get("best_method", "fused"), gate_ratio=gate_ratio,
                    gate_sep=None if gate_sep is None else float(gate_sep),
                    reliability=None if raw.get("reliability") is None else np.asarray(raw["reliability"], float),
-                   end_threshold=None if raw.get("end_threshold") is None else float(raw["end_threshold"]))
+                   end_threshold=None if raw.get("end_threshold") is None else float(raw["end_threshold"]),
+                   check_weight=None if raw.get("check_weight") is None else float(raw["check_weight"]))
 
 
 def _field(raw: dict, key: str, file: Path, where: str = "") -> Any:

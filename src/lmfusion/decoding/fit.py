@@ -167,11 +167,12 @@ def fit_decoder(val: SplitOutputs, train_truth: np.ndarray, train_spacing: np.nd
                                     fcfg.min_product, fcfg.gate_ratios, geometry.gate_sep, target_radius)
         fit["gate"] = {"mode": "auto", "candidates": table_gate}
     decoder = LandmarkDecoder(sigma, fcfg.min_product, chain_model=model, chain=settings, gate_ratio=gate,
-                              gate_sep=geometry.gate_sep, reliability=reliability)
+                              gate_sep=geometry.gate_sep, reliability=reliability, check_weight=ccfg.check_weight)
     decoded = decoder.decode(val.coords_norm, val.heatmaps, val.sizes, val.spacing, val.anchor)
     decoder, flag_fit = fit_flag(decoder, decoded, val, ccfg)
     fit["chain"] = {"settings": settings.to_dict(), "candidates": table, **flag_fit}
-    flagged = dataclasses.replace(decoded, level_uncertain=decoder.flag(decoded.margin, decoded.end_fit))
+    flagged = dataclasses.replace(decoded, level_uncertain=decoder.flag(decoded.margin, decoded.end_fit,
+                                                                       decoded.level_check))
     return decoder, fit, flagged
 
 

@@ -197,6 +197,9 @@ def _flag_rule(flag: dict) -> str:
     if flag.get("end_threshold") is not None:
         rules.append("its end fit (the chain's score over the steps into and out of its last landmark) is below "
                      f"{flag['end_threshold']:g}")
+    if flag.get("check_weight") is not None:
+        rules.append("its level check (the chain decoded again with pairwise weight "
+                     f"{flag['check_weight']:g}, a strong shape prior) names other levels")
     return ("a study is flagged `level_uncertain` where " + " or where ".join(rules) if rules
             else "no study is flagged `level_uncertain`")
 
