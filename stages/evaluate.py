@@ -55,10 +55,11 @@ def main() -> None:
     results = {"val": method_metrics(decoded_val, val, names, ecfg), "test": method_metrics(decoded, test, names, ecfg)}
     decoder = decoder.replace(best_method=best_method(results["val"], ecfg.target_radius))
     results["best_method"] = decoder.best_method
-    end = decoder.end_threshold
+    end, sure = decoder.end_threshold, decoder.check_confidence
+    sure = None if sure is None else round(sure, 4)
     results["level_flag"] = {"margin_threshold": round(decoder.margin_threshold, 4),
                              "end_threshold": None if end is None else round(end, 4),
-                             "check_weight": decoder.check_weight,
+                             "check_weight": decoder.check_weight, "check_confidence": sure,
                              "val": flag_summary(decoded_val, val), "test": flag_summary(decoded, test)}
     sigma_json = decoder.to_dict()["sigma_hm"]
     results["fusion_sigma_hm"] = [round(s, 4) if isinstance(s, float) else s for s in sigma_json]

@@ -4,6 +4,7 @@ ones), their params, and the decoder file's round trip (an older file without th
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -208,3 +209,27 @@ def test_the_level_check_flags_an_answer_a_level_away_and_is_kept_in_the_decoder
     assert parse_section("chain", {"check_weight": None}).check_weight is None
     with pytest.raises(DataError, match="check_weight"):
         decoder.replace(check_weight=float("inf"))
+
+
+def test_the_check_answers_where_it_disagrees_and_the_answer_is_less_sure_than_val(model: chain.ChainModel) -> None:
+    spine = _spine(1, seed=6, jitter=0.0).astype(np.float64)
+    truth, high = spine[:, 2:], spine[:, :K]  # (1, K, 2): the landmarks, and every one a level up
+    # two peaks per channel: the upper five sure of their level, the lower six a little surer of the level above
+    strength = np.r_[np.full(5, 0.95), np.full(6, 0.5)][None, :, None, None]
+    other = np.r_[np.full(5, 0.3), np.full(6, 0.6)][None, :, None, None]
+    maps = np.maximum(encode(truth, H, W, 1.5) * strength, encode(high, H, W, 1.5) * other).astype(np.float16)
+    sizes = np.array([[W, H]], np.float64)
+    base = _decoder(model, check_weight=50.0)
+    decoder = base.replace(chain=dataclasses.replace(base.chain, pairwise_weight=0.0, end_check=0.0))  # each top peak
+    out = decoder.decode(to_norm(truth, W, H), maps, sizes)
+    assert chain.level_offset(out.xy["chain"], truth)[0] == -1  # six of eleven on the level above
+    np.testing.assert_array_equal(out.level_check, [-1.0])  # a level above the check's: the surer upper five's
+    assert out.level_uncertain.all() and not out.check_answered.any()  # no check_confidence: the check only flags
+    answered = decoder.replace(check_confidence=0.9).decode(to_norm(truth, W, H), maps, sizes)  # sure ~0.76 < 0.9
+    assert answered.check_answered.all() and answered.level_uncertain.all()
+    np.testing.assert_allclose(answered.xy["chain"], truth, atol=1.0)
+    kept = decoder.replace(check_confidence=0.5).decode(to_norm(truth, W, H), maps, sizes)  # sure enough: kept
+    assert not kept.check_answered.any()
+    np.testing.assert_array_equal(kept.xy["chain"], out.xy["chain"])
+    with pytest.raises(ParamError, match="chain.check_confidence"):
+        parse_section("chain", {"check_confidence": 1.5})

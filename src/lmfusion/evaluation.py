@@ -62,6 +62,7 @@ def flag_summary(decoded: Decoded, split: SplitOutputs) -> dict:
     check = decoded.level_check if decoded.level_check is not None else np.full(len(wrong), np.nan)
     return {"wrong_level_studies": int(wrong.sum()), "flagged": int(decoded.level_uncertain.sum()),
             "check_disagrees": int((np.abs(np.nan_to_num(check)) >= 0.5).sum()),
+            "check_answered": 0 if decoded.check_answered is None else int(decoded.check_answered.sum()),
             **{k: (round(v, 4) if v is not None and np.isfinite(v) else None) for k, v in rates.items()}}
 
 
@@ -72,6 +73,8 @@ def study_table(decoded: Decoded, split: SplitOutputs, studies: np.ndarray, radi
                           "end_fit": np.round(decoded.end_fit, 4), "level_uncertain": decoded.level_uncertain})
     if decoded.level_check is not None:
         table.insert(3, "level_check", decoded.level_check)
+    if decoded.check_answered is not None:
+        table.insert(4, "check_answered", decoded.check_answered)
     for m in METHODS:
         err = metrics.radial_errors(decoded.xy[m], split.truth, split.spacing)  # (N, K)
         table[f"{m}_max_mm"] = np.round(err.max(axis=1), 3) if err.size else []

@@ -69,6 +69,9 @@ class ChainConfig:
     # the level check: the chain decoded again with this pairwise weight (a strong shape prior, no regressor prior);
     # a study whose answer sits a level away from it is flagged level_uncertain too (null: no check)
     check_weight: Union[float, None] = 0.5
+    # where the check names other levels and the answer's mean U-Net probability is below this, "chain" gives the
+    # check's landmarks: auto (the flag_rate quantile of val's answers), a number, or null (the check only flags)
+    check_confidence: Union[float, Literal["auto"], None] = "auto"
 
     def validate(self, s: str) -> None:
         for k in ("prior_weight", "pairwise_weight", "margin_threshold"):
@@ -87,6 +90,8 @@ class ChainConfig:
         _check(0 <= self.end_check <= 1e3, f"{s}.end_check", "a number >= 0 (0: off)", self.end_check)
         _check(self.check_weight is None or 0 <= self.check_weight <= 1e3, f"{s}.check_weight",
                "null or a number >= 0", self.check_weight)
+        _check(self.check_confidence in ("auto", None) or 0 <= self.check_confidence <= 1, f"{s}.check_confidence",
+               "'auto', null or a probability in [0, 1]", self.check_confidence)
         _check(self.end_radius >= 0, f"{s}.end_radius", ">= 0 px (0: the point itself)", self.end_radius)
         _check(self.end_threshold in ("auto", None) or self.end_threshold <= 0, f"{s}.end_threshold",
                "'auto', null or a number <= 0 (an end fit is never above 0)", self.end_threshold)

@@ -52,7 +52,8 @@ class Decoded:
     level_uncertain: np.ndarray  # (N,) bool: margin or end fit below the decoder's threshold, or the level check
     # disagreeing (`LandmarkDecoder.flag`)
     prior_used: np.ndarray  # (N, K) bool: where "gated" took the fused landmark (the heatmap was ambiguous)
-    level_check: np.ndarray | None = None  # (N,) levels the check chain sits below the answer (NaN: no check)
+    level_check: np.ndarray | None = None  # (N,) levels the answer sits below the check chain (NaN: no check)
+    check_answered: np.ndarray | None = None  # (N,) bool: "chain" gives the check's landmarks (`check_confidence`)
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class HeatmapDecoded:
     end_fit: np.ndarray  # (N,)
     prior_used: np.ndarray  # (N, K) bool
     level_check: np.ndarray  # (N,) NaN without a check
+    check_answered: np.ndarray  # (N,) bool
 
     @property
     def fallbacks(self) -> int:
@@ -88,6 +90,9 @@ class LandmarkDecoder:
         check_weight: the level check: the chain decoded again with this pairwise weight, a strong shape prior (no
             regressor prior, no trusted regressed point); a study whose "chain" answer sits a level away from it is
             flagged level_uncertain too. None: no check (a decoder file of before it).
+        check_confidence: where the check names other levels and the answer's mean U-Net probability is below
+            this (a study less sure than the validation split vouches for), "chain" gives the check's landmarks.
+            None: never (the check only flags).
         best_method: the method that was best on the validation split (what `lmfusion predict` uses by default).
         gate_ratio: "gated" takes the fused landmark where the heatmap is ambiguous, its strongest rival peak (at
             least gate_sep heatmap px from the top one) at least gate_ratio x the top peak, else the argmax
@@ -108,6 +113,7 @@ class LandmarkDecoder:
     reliability: np.ndarray | None = None  # (K,) the regressor's share of val landmarks within the target radius
     end_threshold: float | None = None
     check_weight: float | None = None
+    check_confidence: float | None = None
 
     def __post_init__(self) -> None:
         if self.chain_model is not None and self.chain is None:
@@ -142,7 +148,8 @@ class LandmarkDecoder:
         scores = {m: peaks.values_at(heatmaps, in_hm.xy[m]) for m in METHODS}
         return Decoded(xy=xy, scores=scores, fallback=in_hm.fallback, margin=in_hm.margin, end_fit=in_hm.end_fit,
                        level_uncertain=self.flag(in_hm.margin, in_hm.end_fit, in_hm.level_check),
-                       prior_used=in_hm.prior_used, level_check=in_hm.level_check)
+                       prior_used=in_hm.prior_used, level_check=in_hm.level_check,
+                       check_answered=in_hm.check_answered)
 
     def flag(self, margin: np.ndarray, end_fit: np.ndarray, level_check: np.ndarray | None = None) -> np.ndarray:
         """(N,) level_uncertain: the chain's margin or its end fit, (N,) each, below the decoder's threshold, or the
@@ -179,6 +186,7 @@ class LandmarkDecoder:
         for sub in ("", "_subpixel"):
             xy["gated" + sub] = np.where(prior_used[..., None], xy["fused" + sub], xy["argmax" + sub])
         margin, end, check = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
+        answered = np.zeros(n, bool)
         if self.chain_model is not None:
             mm = np.ones((n, 2)) if mm_per_hm_px is None else mm_per_hm_px
             res = chain.decode(heatmaps, xy_reg_hm, mm, sigma, self.chain_model, self.chain, self.min_product,
@@ -195,9 +203,14 @@ class LandmarkDecoder:
                                          pairwise_weight=self.check_weight)
             other = chain.decode(heatmaps, xy_reg_hm, mm, sigma, self.chain_model, strict, self.min_product,
                                  self.reliability, anchor, margin=False)
-            check = chain.level_offset(other.xy_hm, xy["chain"])
+            check = chain.level_offset(xy["chain"], other.xy_hm)
+            if self.check_confidence is not None:
+                sure = peaks.values_at(heatmaps, xy["chain"]).mean(1)  # (N,) the answer's mean probability
+                answered = (np.abs(check) >= 0.5) & (sure < self.check_confidence)
+                for m, theirs in (("chain", other.xy_hm), ("chain_subpixel", other.xy_sub_hm)):
+                    xy[m] = np.where(answered[:, None, None], theirs, xy[m])  # a new array: xy[m] may be fused's
         return HeatmapDecoded(xy=xy, fallback=fallback, margin=margin, end_fit=end, prior_used=prior_used,
-                              level_check=check)
+                              level_check=check, check_answered=answered)
 
     def gate(self, hm: np.ndarray) -> np.ndarray:
         """(S, K) where "gated" uses the fusion prior on (S, K, H, W) float32 maps: an ambiguous heatmap."""
@@ -218,7 +231,7 @@ class LandmarkDecoder:
                 "gate_sep": self.gate_sep,
                 "reliability": None if self.reliability is None else [float(r) for r in self.reliability],
                 "end_threshold": None if self.end_threshold is None else float(self.end_threshold),
-                "check_weight": self.check_weight}
+                "check_weight": self.check_weight, "check_confidence": self.check_confidence}
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> LandmarkDecoder:
@@ -238,7 +251,8 @@ class LandmarkDecoder:
                    gate_sep=None if gate_sep is None else float(gate_sep),
                    reliability=None if raw.get("reliability") is None else np.asarray(raw["reliability"], float),
                    end_threshold=None if raw.get("end_threshold") is None else float(raw["end_threshold"]),
-                   check_weight=None if raw.get("check_weight") is None else float(raw["check_weight"]))
+                   check_weight=None if raw.get("check_weight") is None else float(raw["check_weight"]),
+                   check_confidence=None if raw.get("check_confidence") is None else float(raw["check_confidence"]))
 
 
 def _field(raw: dict, key: str, file: Path, where: str = "") -> Any:

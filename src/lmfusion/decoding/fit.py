@@ -169,8 +169,15 @@ def fit_decoder(val: SplitOutputs, train_truth: np.ndarray, train_spacing: np.nd
     decoder = LandmarkDecoder(sigma, fcfg.min_product, chain_model=model, chain=settings, gate_ratio=gate,
                               gate_sep=geometry.gate_sep, reliability=reliability, check_weight=ccfg.check_weight)
     decoded = decoder.decode(val.coords_norm, val.heatmaps, val.sizes, val.spacing, val.anchor)
+    sure = ccfg.check_confidence
+    if sure == "auto":  # val's answers, before any is the check's: what val vouches for
+        sure = float(np.quantile(decoded.scores["chain"].mean(1), ccfg.flag_rate))
+    if sure is not None and ccfg.check_weight is not None:
+        decoder = decoder.replace(check_confidence=sure)
+        decoded = decoder.decode(val.coords_norm, val.heatmaps, val.sizes, val.spacing, val.anchor)
     decoder, flag_fit = fit_flag(decoder, decoded, val, ccfg)
-    fit["chain"] = {"settings": settings.to_dict(), "candidates": table, **flag_fit}
+    fit["chain"] = {"settings": settings.to_dict(), "candidates": table, **flag_fit,
+                    "check_confidence": decoder.check_confidence}
     flagged = dataclasses.replace(decoded, level_uncertain=decoder.flag(decoded.margin, decoded.end_fit,
                                                                        decoded.level_check))
     return decoder, fit, flagged

@@ -198,8 +198,11 @@ def _flag_rule(flag: dict) -> str:
         rules.append("its end fit (the chain's score over the steps into and out of its last landmark) is below "
                      f"{flag['end_threshold']:g}")
     if flag.get("check_weight") is not None:
+        sure = flag.get("check_confidence")
         rules.append("its level check (the chain decoded again with pairwise weight "
-                     f"{flag['check_weight']:g}, a strong shape prior) names other levels")
+                     f"{flag['check_weight']:g}, a strong shape prior) names other levels"
+                     + ("" if sure is None else f" (where the answer's mean U-Net probability is also below {sure:.3g}, "
+                        "the check's landmarks are the answer)"))
     return ("a study is flagged `level_uncertain` where " + " or where ".join(rules) if rules
             else "no study is flagged `level_uncertain`")
 
