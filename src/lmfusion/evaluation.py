@@ -17,7 +17,7 @@ from lmfusion import metrics
 from lmfusion.config.decoding import EvaluateConfig
 from lmfusion.data.prepared import Prepared
 from lmfusion.decoding import METHODS, Decoded, LandmarkDecoder
-from lmfusion.decoding.decoder import split_maps
+from lmfusion.decoding.decoder import disagrees, split_maps
 from lmfusion.decoding.outputs import SplitOutputs
 from lmfusion.errors import DataError
 
@@ -59,16 +59,15 @@ def flag_summary(decoded: Decoded, split: SplitOutputs) -> dict:
     caught, right studies flagged."""
     wrong = metrics.wrong_level_studies(decoded.xy["chain"], split.truth, split.spacing)  # (N,)
     rates = metrics.flag_rates(decoded.level_uncertain, wrong)
-    check = decoded.level_check if decoded.level_check is not None else np.full(len(wrong), np.nan)
     return {"wrong_level_studies": int(wrong.sum()), "flagged": int(decoded.level_uncertain.sum()),
-            "check_disagrees": int((np.abs(np.nan_to_num(check)) >= 0.5).sum()),
+            "check_disagrees": 0 if decoded.level_check is None else int(disagrees(decoded.level_check).sum()),
             "check_answered": 0 if decoded.check_answered is None else int(decoded.check_answered.sum()),
             **{k: (round(v, 4) if v is not None and np.isfinite(v) else None) for k, v in rates.items()}}
 
 
 def study_table(decoded: Decoded, split: SplitOutputs, studies: np.ndarray, radius: float) -> pd.DataFrame:
-    """One row per study: its chain margin, end fit and level check, the flag, and per method the largest error (mm) and the level
-    shift."""
+    """One row per study: its chain margin, end fit and level check, the flag, and per method the largest error (mm)
+    and the level shift."""
     table = pd.DataFrame({"study": studies, "margin": np.round(decoded.margin, 4),
                           "end_fit": np.round(decoded.end_fit, 4), "level_uncertain": decoded.level_uncertain})
     if decoded.level_check is not None:

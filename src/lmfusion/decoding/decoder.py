@@ -91,8 +91,8 @@ class LandmarkDecoder:
             regressor prior, no trusted regressed point); a study whose "chain" answer sits a level away from it is
             flagged level_uncertain too. None: no check (a decoder file of before it).
         check_confidence: where the check names other levels and the answer's mean U-Net probability is below
-            this (a study less sure than the validation split vouches for), "chain" gives the check's landmarks.
-            None: never (the check only flags).
+            this (a study less sure than the validation split vouches for), "chain" gives the check's landmarks
+            (its margin and end fit stay the fitted chain's). None: never (the check only flags).
         best_method: the method that was best on the validation split (what `lmfusion predict` uses by default).
         gate_ratio: "gated" takes the fused landmark where the heatmap is ambiguous, its strongest rival peak (at
             least gate_sep heatmap px from the top one) at least gate_ratio x the top peak, else the argmax
@@ -123,6 +123,9 @@ class LandmarkDecoder:
                             f"got {self.gate_sep}")
         if self.check_weight is not None and not (np.isfinite(self.check_weight) and self.check_weight >= 0):
             raise DataError(f"decoder: check_weight must be null or a finite number >= 0, got {self.check_weight}")
+        if self.check_confidence is not None and not 0 <= self.check_confidence <= 1:
+            raise DataError(f"decoder: check_confidence must be null or a probability in [0, 1], got "
+                            f"{self.check_confidence}")
 
     def decode(self, coords_norm: np.ndarray, heatmaps: np.ndarray, sizes: np.ndarray,
                spacing: np.ndarray | None = None, anchor: np.ndarray | None = None) -> Decoded:
@@ -155,7 +158,7 @@ class LandmarkDecoder:
         """(N,) level_uncertain: the chain's margin or its end fit, (N,) each, below the decoder's threshold, or the
         level check (N,) a level or more away (NaN: no check)."""
         low_end = end_fit < self.end_threshold if self.end_threshold is not None else False
-        off = np.abs(np.nan_to_num(level_check)) >= 0.5 if level_check is not None else False
+        off = disagrees(level_check) if level_check is not None else False
         return np.asarray(margin < self.margin_threshold) | low_end | off
 
     def decode_hm(self, heatmaps: np.ndarray, xy_reg_hm: np.ndarray, mm_per_hm_px: np.ndarray | None = None,
@@ -206,7 +209,7 @@ class LandmarkDecoder:
             check = chain.level_offset(xy["chain"], other.xy_hm)
             if self.check_confidence is not None:
                 sure = peaks.values_at(heatmaps, xy["chain"]).mean(1)  # (N,) the answer's mean probability
-                answered = (np.abs(check) >= 0.5) & (sure < self.check_confidence)
+                answered = disagrees(check) & (sure < self.check_confidence)
                 for m, theirs in (("chain", other.xy_hm), ("chain_subpixel", other.xy_sub_hm)):
                     xy[m] = np.where(answered[:, None, None], theirs, xy[m])  # a new array: xy[m] may be fused's
         return HeatmapDecoded(xy=xy, fallback=fallback, margin=margin, end_fit=end, prior_used=prior_used,
@@ -253,6 +256,11 @@ class LandmarkDecoder:
                    end_threshold=None if raw.get("end_threshold") is None else float(raw["end_threshold"]),
                    check_weight=None if raw.get("check_weight") is None else float(raw["check_weight"]),
                    check_confidence=None if raw.get("check_confidence") is None else float(raw["check_confidence"]))
+
+
+def disagrees(level_check: np.ndarray) -> np.ndarray:
+    """(N,) bool: a level check (`Decoded.level_check`) a level or more away; NaN (no check) never."""
+    return np.abs(np.nan_to_num(np.asarray(level_check, np.float64))) >= 0.5
 
 
 def _field(raw: dict, key: str, file: Path, where: str = "") -> Any:
