@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lmfusion import metrics
 from lmfusion.config import parse_section
 from lmfusion.coords import to_norm
 from lmfusion.decoding import DECODER_FILE, LandmarkDecoder, chain, fit
@@ -178,17 +179,6 @@ def test_a_flag_fitted_against_wrong_val_studies_keeps_within_its_budget() -> No
     assert fit_flag_threshold(high, odd, rate=0.25, budget=0.15) == pytest.approx(expected)
 
 
-def test_level_offset_counts_whole_levels_between_two_chains() -> None:
-    spine = _spine(3, seed=4, jitter=0.0).astype(np.float64)  # (3, K + 2, 2): [:, 2:] the landmarks
-    truth = spine[:, 2:]
-    high = spine[:, :K]  # every landmark on the same kind one level up
-    near = truth + np.array([1.5, -2.0])  # a few px off, the same level
-    np.testing.assert_array_equal(chain.level_offset(truth, truth), [0, 0, 0])
-    np.testing.assert_array_equal(chain.level_offset(truth, high), [1, 1, 1])  # truth sits a level below
-    np.testing.assert_array_equal(chain.level_offset(high, truth), [-1, -1, -1])
-    np.testing.assert_array_equal(chain.level_offset(near, truth), [0, 0, 0])
-
-
 def test_the_level_check_flags_an_answer_a_level_away_and_is_kept_in_the_decoder_file(
         tmp_path: Path, model: chain.ChainModel) -> None:
     decoder = _decoder(model, check_weight=1.0)  # the check: the chain's own weights, so it agrees
@@ -222,7 +212,7 @@ def test_the_check_answers_where_it_disagrees_and_the_answer_is_less_sure_than_v
     base = _decoder(model, check_weight=50.0)
     decoder = base.replace(chain=dataclasses.replace(base.chain, pairwise_weight=0.0, end_check=0.0))  # each top peak
     out = decoder.decode(to_norm(truth, W, H), maps, sizes)
-    assert chain.level_offset(out.xy["chain"], truth)[0] == -1  # six of eleven on the level above
+    assert metrics.level_shift(out.xy["chain"], truth, np.ones((1, 2)))[0] == -1  # six of eleven on the level above
     np.testing.assert_array_equal(out.level_check, [-1.0])  # a level above the check's: the surer upper five's
     assert out.level_uncertain.all() and not out.check_answered.any()  # no check_confidence: the check only flags
     answered = decoder.replace(check_confidence=0.9).decode(to_norm(truth, W, H), maps, sizes)  # sure ~0.76 < 0.9

@@ -60,8 +60,8 @@ def flag_summary(decoded: Decoded, split: SplitOutputs) -> dict:
     wrong = metrics.wrong_level_studies(decoded.xy["chain"], split.truth, split.spacing)  # (N,)
     rates = metrics.flag_rates(decoded.level_uncertain, wrong)
     return {"wrong_level_studies": int(wrong.sum()), "flagged": int(decoded.level_uncertain.sum()),
-            "check_disagrees": 0 if decoded.level_check is None else int(disagrees(decoded.level_check).sum()),
-            "check_answered": 0 if decoded.check_answered is None else int(decoded.check_answered.sum()),
+            "check_disagrees": int(disagrees(decoded.level_check).sum()),
+            "check_answered": int(decoded.check_answered.sum()),
             **{k: (round(v, 4) if v is not None and np.isfinite(v) else None) for k, v in rates.items()}}
 
 
@@ -69,11 +69,8 @@ def study_table(decoded: Decoded, split: SplitOutputs, studies: np.ndarray, radi
     """One row per study: its chain margin, end fit and level check, the flag, and per method the largest error (mm)
     and the level shift."""
     table = pd.DataFrame({"study": studies, "margin": np.round(decoded.margin, 4),
-                          "end_fit": np.round(decoded.end_fit, 4), "level_uncertain": decoded.level_uncertain})
-    if decoded.level_check is not None:
-        table.insert(3, "level_check", decoded.level_check)
-    if decoded.check_answered is not None:
-        table.insert(4, "check_answered", decoded.check_answered)
+                          "end_fit": np.round(decoded.end_fit, 4), "level_check": decoded.level_check,
+                          "check_answered": decoded.check_answered, "level_uncertain": decoded.level_uncertain})
     for m in METHODS:
         err = metrics.radial_errors(decoded.xy[m], split.truth, split.spacing)  # (N, K)
         table[f"{m}_max_mm"] = np.round(err.max(axis=1), 3) if err.size else []

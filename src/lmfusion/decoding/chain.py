@@ -194,19 +194,6 @@ def decode(heatmaps: np.ndarray, xy_reg_hm: np.ndarray, mm_per_hm_px: np.ndarray
     return solve(prepare(inputs, scan, settings, min_product, reliability, anchor), settings, margin)
 
 
-def level_offset(xy: np.ndarray, other: np.ndarray) -> np.ndarray:
-    """(N,) how many levels (N, K, 2) landmarks `xy` sit below `other` (negative: above): for each landmark, which
-    of other's same-kind landmarks k - 2, k, k + 2 (landmarks alternate disc and body) lies nearest, as -1, 0 or
-    +1; the median over the K landmarks."""
-    xy, other = np.asarray(xy, np.float64), np.asarray(other, np.float64)
-    k = xy.shape[1]
-    dist = np.full((3,) + xy.shape[:2], np.inf)  # (3, N, K): other's landmark k - 2, k, k + 2
-    for i, step in enumerate((-2, 0, 2)):
-        lo, hi = max(0, -step), min(k, k - step)
-        dist[i, :, lo:hi] = np.linalg.norm(xy[:, lo:hi] - other[:, lo + step:hi + step], axis=-1)
-    return np.median(dist.argmin(0) - 1, axis=1)
-
-
 def unary_scores(c: Candidates, xy_reg: np.ndarray, sigma: np.ndarray, prior_weight: float,
                  lend_penalty: float | None) -> np.ndarray:
     """(N, K, M) log heatmap + prior_weight x log prior - lend_penalty for lent candidates."""

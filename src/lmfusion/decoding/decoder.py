@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from lmfusion import metrics
 from lmfusion.coords import from_norm, rescale
 from lmfusion.decoding import chain, fusion, peaks
 from lmfusion.decoding.methods import METHODS
@@ -52,8 +53,8 @@ class Decoded:
     level_uncertain: np.ndarray  # (N,) bool: margin or end fit below the decoder's threshold, or the level check
     # disagreeing (`LandmarkDecoder.flag`)
     prior_used: np.ndarray  # (N, K) bool: where "gated" took the fused landmark (the heatmap was ambiguous)
-    level_check: np.ndarray | None = None  # (N,) levels the answer sits below the check chain (NaN: no check)
-    check_answered: np.ndarray | None = None  # (N,) bool: "chain" gives the check's landmarks (`check_confidence`)
+    level_check: np.ndarray  # (N,) the answer's metrics.level_shift from the check chain (NaN: no check)
+    check_answered: np.ndarray  # (N,) bool: "chain" gives the check's landmarks (`check_confidence`)
 
 
 @dataclass(frozen=True)
@@ -206,7 +207,7 @@ class LandmarkDecoder:
                                          pairwise_weight=self.check_weight)
             other = chain.decode(heatmaps, xy_reg_hm, mm, sigma, self.chain_model, strict, self.min_product,
                                  self.reliability, anchor, margin=False)
-            check = chain.level_offset(xy["chain"], other.xy_hm)
+            check = metrics.level_shift(xy["chain"], other.xy_hm, mm).astype(np.float64)
             if self.check_confidence is not None:
                 sure = peaks.values_at(heatmaps, xy["chain"]).mean(1)  # (N,) the answer's mean probability
                 answered = disagrees(check) & (sure < self.check_confidence)
