@@ -91,7 +91,7 @@ class PretrainConfig:
     sets: tuple[Literal["synthetic"], ...] = ()
     n: int = 1000
     seed: int = 1  # the generator's seed (the default data/ are seed 0)
-    style: str = "randomized"  # lmfusion synth --style
+    style: str = "default"  # lmfusion synth --style
     val_size: int = 100
 
     def validate(self, s: str) -> None:
