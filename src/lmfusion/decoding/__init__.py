@@ -9,7 +9,8 @@
 - `chain_model`: the chain's displacement model (each step's Gaussian, and the end step to the S1 body) and its fit;
 - `chain_fit`: the chain's weights and candidate set, and the level flag's threshold, fitted on the val split;
 - `fit`: the fusion sigma and the gate fitted on the val split, and the whole decoder (`fit_decoder`);
-- `outputs`: SplitOutputs, one split's raw network outputs with its ground truth (what the fit reads).
+- `outputs`: SplitOutputs, one split's raw network outputs with its ground truth (what the fit reads);
+- `evidence`: which slice of a series shows the spine best, from the decoded landmarks (`lmfusion predict`).
 
 Every length here is in heatmap pixels; the params give them at heatmap.reference_size (lmfusion.config.geometry).
 
