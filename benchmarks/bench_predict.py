@@ -41,7 +41,7 @@ from lmfusion.data.prepared import load_prepared
 from lmfusion.io import write_json
 from lmfusion.figures.drawing import write_png
 from lmfusion.figures.predict import prediction_overlay
-from lmfusion.api import LandmarkPredictor, Prediction, quality_flags
+from lmfusion.api import LandmarkPredictor
 from lmfusion.nets.infer import to_input
 from lmfusion.synth.common import SeriesLayout
 from lmfusion.synth.tianchi import SERIES_TRUTH, SPLITS, write_dataset
@@ -78,10 +78,7 @@ def _per_image(args: argparse.Namespace) -> None:
             dec = predictor.decoder.decode(coords, heatmaps, np.array([[w, h]], np.float64), np.array([img.spacing]))
             steps["decode"].append(time.perf_counter() - t)
             t = time.perf_counter()
-            m = predictor.method
-            xy, conf = dec.xy[m][0], dec.scores[m][0]
-            result = Prediction(predictor.names, xy, img.spacing, conf, m,
-                                quality_flags(predictor.names, xy, conf, img.spacing, True), float(dec.margin[0]))
+            result = predictor.prediction(dec, 0, img.spacing, True)
             write_json(Path(out) / f"{i}.json", result.to_dict())
             write_png(Path(out) / f"{i}.png", prediction_overlay(img.pixels, result))
             steps["write"].append(time.perf_counter() - t)

@@ -175,7 +175,7 @@ class LandmarkPredictor:
         spacing = np.array([s if s is not None else (1.0, 1.0) for s in given], np.float64)  # (N, 2)
         sizes = np.array([(p.shape[1], p.shape[0]) for p in images], np.float64)  # (N, 2) width, height
         decoded = self.decoder.decode(*self._outputs(images, self.zooms if zooms is None else zooms), sizes, spacing)
-        return [self._prediction(decoded, n, (float(spacing[n, 0]), float(spacing[n, 1])), given[n] is not None)
+        return [self.prediction(decoded, n, (float(spacing[n, 0]), float(spacing[n, 1])), given[n] is not None)
                 for n in range(len(images))]
 
     def _outputs(self, images: list[np.ndarray], zooms: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -190,8 +190,9 @@ class LandmarkPredictor:
             heatmaps.append(h)
         return np.concatenate(coords), np.concatenate(heatmaps)
 
-    def _prediction(self, decoded: Decoded, n: int, spacing: tuple[float, float], spacing_given: bool) -> Prediction:
-        """Row n of a decode as a Prediction with its flags."""
+    def prediction(self, decoded: Decoded, n: int, spacing: tuple[float, float], spacing_given: bool) -> Prediction:
+        """Row n of a decode (this predictor's `decoder.decode`) as a Prediction with its flags; `spacing_given`:
+        the spacing came from the image's header or the caller, not assumed."""
         xy, confidence = decoded.xy[self.method][n], decoded.scores[self.method][n]
         flags = quality_flags(self.names, xy, confidence, spacing, spacing_given)
         flags["fallback"] = [name for name, f in zip(self.names, decoded.fallback[n]) if f]
