@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from lmfusion import metrics
-from lmfusion.config import parse_section
+from lmfusion.api import LandmarkPredictor
+from lmfusion.cli.outputs import summary_row
+from lmfusion.config import PrepareConfig, parse_section
 from lmfusion.coords import to_norm
 from lmfusion.decoding import DECODER_FILE, LandmarkDecoder, chain, fit
 from lmfusion.decoding.chain_fit import fit_flag_threshold
@@ -33,6 +35,12 @@ def _spine(n: int, seed: int, jitter: float = 0.6) -> np.ndarray:
     base = np.stack([np.where(j % 2 == 0, 40.0, 42.0), 14.0 + 8.0 * j], -1)
     base[-1] = base[-2] + TURN
     return np.rint(base + np.random.default_rng(seed).normal(0, jitter, (n, K + 2, 2)))
+
+
+class _Names:
+    """The networks' names alone: `LandmarkPredictor.prediction` turns a decode made here into a Prediction."""
+
+    names = tuple(f"p{k}" for k in range(K))
 
 
 def _maps(xy: np.ndarray) -> np.ndarray:
@@ -221,5 +229,16 @@ def test_the_check_answers_where_it_disagrees_and_the_answer_is_less_sure_than_v
     kept = decoder.replace(check_confidence=0.5).decode(to_norm(truth, W, H), maps, sizes)  # sure enough: kept
     assert not kept.check_answered.any()
     np.testing.assert_array_equal(kept.xy["chain"], out.xy["chain"])
+    # a reader sees both: the prediction's JSON and summary.csv carry the step and who answered (chain methods only)
+    for method, shown in (("chain_subpixel", True), ("fused", False)):
+        result = LandmarkPredictor(_Names(), PrepareConfig(), decoder, method).prediction(answered, 0, (1.0, 1.0), True)
+        assert (result.level_check, result.check_answered) == (-1.0, shown)
+        assert (result.to_dict()["level_check"], result.to_dict()["check_answered"]) == (-1, shown)
+        row = summary_row("s", Path("s.dcm"), result)
+        assert (row["level_check"], row["check_answered"], row["level_uncertain"]) == (-1.0, shown, True)
+    unchecked = LandmarkPredictor(_Names(), PrepareConfig(), decoder.replace(check_weight=None), "chain")
+    assert unchecked.prediction(kept, 0, (1.0, 1.0), True).to_dict()["level_check"] == -1  # the decode's own
+    plain = unchecked.decoder.decode(to_norm(truth, W, H), maps, sizes)
+    assert unchecked.prediction(plain, 0, (1.0, 1.0), True).to_dict()["level_check"] is None  # no check: null
     with pytest.raises(ParamError, match="chain.check_confidence"):
         parse_section("chain", {"check_confidence": 1.5})

@@ -44,6 +44,8 @@ class Prediction:
     flags: dict[str, Any] = field(default_factory=dict)
     level_margin: float = float("nan")  # the chain's margin over its best rival chain (NaN without a chain model)
     level_end_fit: float = float("nan")  # the chain's score over the steps at its end (NaN without a chain model)
+    level_check: float = float("nan")  # the heatmap-led chain's level step from the level check's chain (NaN: none)
+    check_answered: bool = False  # a chain method's landmarks are the level check's (the maps were unsure)
 
     @property
     def xy_mm(self) -> np.ndarray:
@@ -60,6 +62,8 @@ class Prediction:
             ],
             "level_margin": _json_margin(self.level_margin),
             "level_end_fit": _json_margin(self.level_end_fit),
+            "level_check": None if np.isnan(self.level_check) else int(self.level_check),
+            "check_answered": self.check_answered,
             "flags": self.flags,
         }
 
@@ -198,7 +202,8 @@ class LandmarkPredictor:
         flags["fallback"] = [name for name, f in zip(self.names, decoded.fallback[n]) if f]
         flags["level_uncertain"] = bool(decoded.level_uncertain[n])
         return Prediction(self.names, xy, spacing, confidence, self.method, flags, float(decoded.margin[n]),
-                          float(decoded.end_fit[n]))
+                          float(decoded.end_fit[n]), float(decoded.level_check[n]),
+                          bool(decoded.check_answered[n]) and self.method.startswith("chain"))
 
 
 def _checked(pixels: np.ndarray) -> np.ndarray:

@@ -80,7 +80,8 @@ def summary_row(name: str, source: Path, prediction: Prediction) -> dict[str, An
     flags = prediction.flags
     row = {"name": name, "input": str(source), "status": "ok", "error": "",
            "method": prediction.method, "level_margin": round(prediction.level_margin, 4),
-           "level_end_fit": round(prediction.level_end_fit, 4),
+           "level_end_fit": round(prediction.level_end_fit, 4), "level_check": prediction.level_check,
+           "check_answered": prediction.check_answered,
            "level_uncertain": flags["level_uncertain"], "low_confidence": ";".join(flags["low_confidence"]),
            "order_violated": flags["order_violated"], "implausible_spacing": flags["implausible_spacing"]}
     for n, (x, y) in zip(prediction.names, prediction.xy):
