@@ -21,6 +21,7 @@ from lmfusion.config.decoding import FusionConfig
 from lmfusion.config.geometry import to_heatmap_px
 from lmfusion.data.preprocess import preprocess
 from lmfusion.decoding import DECODER_FILE, METHODS, Decoded, LandmarkDecoder
+from lmfusion.decoding.decoder import CHECK_ANSWERS
 from lmfusion.errors import DataError, ParamError
 from lmfusion.nets.infer import Networks
 
@@ -203,7 +204,7 @@ class LandmarkPredictor:
         flags["level_uncertain"] = bool(decoded.level_uncertain[n])
         return Prediction(self.names, xy, spacing, confidence, self.method, flags, float(decoded.margin[n]),
                           float(decoded.end_fit[n]), float(decoded.level_check[n]),
-                          bool(decoded.check_answered[n]) and self.method.startswith("chain"))
+                          bool(decoded.check_answered[n]) and self.method in CHECK_ANSWERS)
 
 
 def _checked(pixels: np.ndarray) -> np.ndarray:

@@ -57,6 +57,9 @@ class Decoded:
     check_answered: np.ndarray  # (N,) bool: "chain" gives the check's landmarks (`check_confidence`)
 
 
+CHECK_ANSWERS = ("chain", "chain_subpixel")  # the methods whose landmarks the level check gives where it answers
+
+
 @dataclass(frozen=True)
 class HeatmapDecoded:
     """Every method's landmarks in heatmap pixels, (N, K, 2) each, and the chain's margin, end fit and level check
@@ -211,7 +214,7 @@ class LandmarkDecoder:
             if self.check_confidence is not None:
                 sure = peaks.values_at(heatmaps, xy["chain"]).mean(1)  # (N,) the answer's mean probability
                 answered = disagrees(check) & (sure < self.check_confidence)
-                for m, theirs in (("chain", other.xy_hm), ("chain_subpixel", other.xy_sub_hm)):
+                for m, theirs in zip(CHECK_ANSWERS, (other.xy_hm, other.xy_sub_hm)):
                     xy[m] = np.where(answered[:, None, None], theirs, xy[m])  # a new array: xy[m] may be fused's
         return HeatmapDecoded(xy=xy, fallback=fallback, margin=margin, end_fit=end, prior_used=prior_used,
                               level_check=check, check_answered=answered)
